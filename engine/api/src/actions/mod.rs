@@ -1,0 +1,82 @@
+//! The Cloud API actions, one module per resource. Each handler reads its parameters
+//! (refusing unknown ones), calls the registry, and returns the response fields with
+//! Tencent's names and types (the Python SDK's models are the reference).
+
+mod device;
+mod product;
+mod topic_policy;
+
+use eddy_core::IdError;
+use eddy_store::Page;
+use serde_json::{Map, Value};
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::params::Params;
+
+pub(crate) async fn dispatch(
+    state: &ApiState,
+    action: &str,
+    p: &Params,
+) -> Result<Map<String, Value>, ApiError> {
+    let registry = &state.registry;
+    match action {
+        "CreateProduct" => product::create(registry, p).await,
+        "DescribeProduct" => product::describe(registry, p).await,
+        "DescribeProducts" => product::list(registry, p).await,
+        "DeleteProduct" => product::delete(registry, p).await,
+        "UpdateProductDynamicRegister" => product::update_dynamic_register(registry, p).await,
+        "CreateDevice" => device::create(registry, p).await,
+        "DescribeDevice" => device::describe(registry, p).await,
+        "DescribeDevices" => device::list(registry, p).await,
+        "DeleteDevice" => device::delete(registry, p).await,
+        "UpdateDevicesEnableState" => device::set_enable_state(registry, p).await,
+        "UpdateDevicePSK" => device::update_psk(registry, p).await,
+        "ResetDeviceState" => device::reset_state(registry, p).await,
+        "CreateTopicPolicy" => topic_policy::create(registry, p).await,
+        "UpdateTopicPolicy" => topic_policy::update(registry, p).await,
+        "DescribeTopicPolicies" => topic_policy::list(registry, p).await,
+        other => Err(ApiError::new(
+            "InvalidAction",
+            format!("The action {other:?} does not exist or is not supported by Eddy."),
+        )),
+    }
+}
+
+impl From<IdError> for ApiError {
+    fn from(err: IdError) -> Self {
+        ApiError::invalid(err.field, err.reason)
+    }
+}
+
+/// Unwraps a `json!({…})` object.
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Largest page size (Tencent: `Limit` 10–250).
+const MAX_LIMIT: i64 = 250;
+/// Page size when `Limit` is absent.
+const DEFAULT_LIMIT: i64 = 10;
+
+/// `Offset` (default 0) and `Limit` (default 10, 1–250). Tencent documents 10–250; smaller
+/// limits are accepted too, since they harm nothing.
+fn page(p: &Params) -> Result<Page, ApiError> {
+    let offset = p.opt_i64("Offset")?.unwrap_or(0);
+    let limit = p.opt_i64("Limit")?.unwrap_or(DEFAULT_LIMIT);
+    let offset = u64::try_from(offset)
+        .map_err(|_| ApiError::invalid("Offset", format!("must be 0 or more, got {offset}")))?;
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "Limit",
+            format!("must be between 1 and {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    Ok(Page {
+        offset,
+        limit: limit.unsigned_abs(),
+    })
+}

@@ -1,0 +1,220 @@
+//! # eddy-api — the management plane
+//!
+//! Tencent Cloud API 3.0 over HTTP (TENCENT-PROTOCOL.md §10), so Tencent's own Cloud API
+//! SDKs manage Eddy unchanged:
+//!
+//! ```text
+//! POST / (JSON) or GET /?A=1&B.0=x      X-TC-Action, X-TC-Version, X-TC-Timestamp, Authorization
+//!   │
+//!   ├─ body ≤ MAX_BODY_BYTES ──────────── else RequestSizeLimitExceeded
+//!   ├─ auth::verify (TC3-HMAC-SHA256) ─── else AuthFailure.*
+//!   ├─ params::Params (typed reads) ───── else MissingParameter / InvalidParameterValue / UnknownParameter
+//!   └─ actions::dispatch ──► eddy_registry ──► eddy_store
+//!         │
+//!         ▼
+//! 200 {"Response": {…, "RequestId"}}  or  200 {"Response": {"Error": {"Code", "Message"}, "RequestId"}}
+//! ```
+//!
+//! This crate never talks to devices; later stages (broker, rules) are reached through
+//! traits the `eddy` binary wires in.
+
+mod actions;
+pub mod auth;
+pub mod error;
+pub mod params;
+pub mod tc3;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use eddy_registry::Registry;
+use eddy_store::Store;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+
+use crate::error::{ApiError, failure, success};
+use crate::params::Params;
+
+/// Largest request body accepted (Tencent's own limit for JSON requests is 10 MB).
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// What the API handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub registry: Registry,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            registry: Registry::new(store),
+        }
+    }
+}
+
+/// The API's routes: the Cloud API endpoint at `/`, and a JSON 404 elsewhere.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", axum::routing::any(cloud_api))
+        .fallback(not_found)
+        .with_state(Arc::new(state))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let err = ApiError::new(
+        "ResourceNotFound",
+        format!(
+            "No such path {}: the Cloud API is served at POST /",
+            uri.path()
+        ),
+    );
+    failure(&err, &new_request_id(), StatusCode::NOT_FOUND)
+}
+
+async fn cloud_api(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = new_request_id();
+    let started = Instant::now();
+    let action = headers
+        .get("x-tc-action")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    match handle(&state, &method, &uri, &headers, body, &action).await {
+        Ok((caller, fields)) => {
+            tracing::info!(%action, secret_id = %caller, request_id, elapsed_us = started.elapsed().as_micros(), "api ok");
+            success(fields, &request_id)
+        }
+        Err(err) => {
+            tracing::info!(%action, code = %err.code, request_id, elapsed_us = started.elapsed().as_micros(), "api error");
+            failure(&err, &request_id, StatusCode::OK)
+        }
+    }
+}
+
+async fn handle(
+    state: &ApiState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    action: &str,
+) -> Result<(String, Map<String, Value>), ApiError> {
+    let lenient = match *method {
+        Method::POST => false,
+        Method::GET => true,
+        _ => {
+            return Err(ApiError::new(
+                "UnsupportedRequestMethod",
+                format!("The request method {method} is not supported; use POST or GET."),
+            ));
+        }
+    };
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                "RequestSizeLimitExceeded",
+                format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
+            )
+        })?;
+    if action.is_empty() {
+        return Err(ApiError::missing("Action"));
+    }
+    let version = headers
+        .get("x-tc-version")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::missing("Version"))?;
+    if version != tc3::VERSION {
+        return Err(ApiError::new(
+            "NoSuchVersion",
+            format!(
+                "The API version {version:?} does not exist; Eddy implements {}.",
+                tc3::VERSION
+            ),
+        ));
+    }
+    let timestamp = auth::request_timestamp(headers)?;
+    let query = uri.query().unwrap_or("");
+    let caller = auth::verify(
+        state.registry.store().as_ref(),
+        method.as_str(),
+        query,
+        headers,
+        &body,
+        timestamp,
+    )
+    .await?;
+
+    let map = if lenient {
+        let pairs = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        params::from_query_pairs(pairs)?
+    } else {
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+        {
+            return Err(ApiError::new(
+                "UnsupportedProtocol",
+                format!("POST requests must be Content-Type application/json, got {content_type:?}."),
+            ));
+        }
+        parse_json_object(&body)?
+    };
+    let params = Params::new(map, lenient);
+    let fields = actions::dispatch(state, action, &params).await?;
+    Ok((caller.secret_id, fields))
+}
+
+fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::new(
+            "InvalidParameter",
+            "The request body must be a JSON object.",
+        )),
+        Err(err) => Err(ApiError::new(
+            "InvalidParameter",
+            format!("The request body is not valid JSON: {err}."),
+        )),
+    }
+}

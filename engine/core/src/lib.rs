@@ -1,0 +1,23 @@
+//! # eddy-core — the shared vocabulary
+//!
+//! Every stage of the message path (transport → auth/ACL → router → rules → delivery →
+//! plugins) and the management plane speak in these types. This crate depends on no other
+//! Eddy crate and does no I/O: it owns names, validation and small pure helpers.
+//!
+//! - [`ids`]: `ProductId`, `ProductName`, `DeviceName`, `DeviceId` with Tencent's rules.
+//! - [`topic_class`]: per-product topic permission classes (Tencent's default classes and
+//!   custom ones) and their `${deviceName}` templates.
+//! - [`credential`]: how a product's devices authenticate and register.
+//! - [`secret`]: secrets that never print.
+//! - [`time`]: unix-time helpers used for stored timestamps.
+
+pub mod credential;
+pub mod ids;
+pub mod secret;
+pub mod time;
+pub mod topic_class;
+
+pub use credential::{EncryptionType, RegisterType};
+pub use ids::{DeviceId, DeviceName, IdError, ProductId, ProductName};
+pub use secret::SecretString;
+pub use topic_class::{Privilege, TopicClass};

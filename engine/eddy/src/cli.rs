@@ -1,0 +1,204 @@
+//! The command line, declared with clap. `eddy --help` and each subcommand's `--help` are
+//! generated from the doc comments here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Eddy: a self-hosted IoT hub, wire-compatible with Tencent Cloud IoT Hub.
+#[derive(Debug, Parser)]
+#[command(name = "eddy", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML). Defaults are embedded; see `eddy config default`.
+    #[arg(long, short = 'c', global = true, env = "EDDY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub.
+    Serve,
+    /// Work with the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage products.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Manage devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Manage a product's custom topic classes.
+    #[command(subcommand, name = "topic-policy")]
+    TopicPolicy(TopicPolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the embedded default configuration, fully commented.
+    Default,
+}
+
+/// How the CLI reaches and signs in to the API.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// API endpoint, e.g. http://127.0.0.1:8080 [default: from the config's api.listen]
+    #[arg(long, env = "EDDY_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// API SecretId [default: the config's admin key, else <data-dir>/admin-credentials.json]
+    #[arg(long, env = "EDDY_SECRET_ID", requires = "secret_key")]
+    pub secret_id: Option<String>,
+    /// API SecretKey (prefer the EDDY_SECRET_KEY variable: arguments show in `ps`)
+    #[arg(long, env = "EDDY_SECRET_KEY", hide_env_values = true, requires = "secret_id")]
+    pub secret_key: Option<String>,
+    /// Print the API's JSON response instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How a product's devices authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthKind {
+    /// A pre-shared key per device (Tencent EncryptionType "2").
+    Key,
+    /// An X.509 certificate per device, signed by the product's CA (EncryptionType "1").
+    Cert,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCommand {
+    /// Create a product.
+    Create {
+        /// Product name: 1-32 characters [a-zA-Z0-9:_-].
+        name: String,
+        /// How its devices authenticate.
+        #[arg(long, value_enum, default_value_t = AuthKind::Key)]
+        auth: AuthKind,
+        /// Free-text description.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List products.
+    List {
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Page size, 1-250.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one product.
+    Show {
+        product_id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a product (it must have no devices).
+    Delete {
+        product_id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Create a device; prints its PSK, or its certificate and private key.
+    Create {
+        product_id: String,
+        /// Device name: 1-48 characters [a-zA-Z0-9:_-].
+        device_name: String,
+        /// Use this PSK (base64) instead of a generated one (key products only).
+        #[arg(long, value_name = "BASE64")]
+        psk: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List a product's devices.
+    List {
+        product_id: String,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Page size, 1-250.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Only devices whose name contains this.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one device.
+    Show {
+        product_id: String,
+        device_name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a device.
+    Delete {
+        product_id: String,
+        device_name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Disable devices: they can no longer connect.
+    Disable {
+        product_id: String,
+        #[arg(required = true)]
+        device_names: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Enable devices.
+    Enable {
+        product_id: String,
+        #[arg(required = true)]
+        device_names: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// What a topic class allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrivilegeArg {
+    Pub,
+    Sub,
+    Both,
+}
+
+impl PrivilegeArg {
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Pub => 1,
+            Self::Sub => 2,
+            Self::Both => 3,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicPolicyCommand {
+    /// Add a custom topic class `${productId}/${deviceName}/<TOPIC>`.
+    Create {
+        product_id: String,
+        /// Suffix after `${productId}/${deviceName}/`, e.g. `custom/up`.
+        topic: String,
+        #[arg(long, value_enum)]
+        privilege: PrivilegeArg,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List a product's topic classes, defaults and custom.
+    List {
+        product_id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}

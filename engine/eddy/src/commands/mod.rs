@@ -1,0 +1,6 @@
+//! What each subcommand does.
+
+pub mod admin_key;
+pub mod manage;
+mod output;
+pub mod serve;

@@ -1,0 +1,75 @@
+//! `eddy serve`: open the store, ensure an admin key, serve the API until SIGINT/SIGTERM.
+
+use std::os::unix::fs::DirBuilderExt as _;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use eddy_api::ApiState;
+use eddy_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    // The data dir holds device keys and the admin key: only its owner may read it.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let db = config.database_path();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db)
+            .await
+            .with_context(|| format!("opening the registry database {}", db.display()))?,
+    );
+    tracing::info!(
+        path = %db.display(),
+        schema_version = store.schema_version().await?,
+        "registry store open"
+    );
+    super::admin_key::ensure(&config, store.as_ref()).await?;
+
+    let listener = TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding the API listener to {}", config.api.listen))?;
+    let addr = listener.local_addr()?;
+    // A stable line on stdout: scripts and tests read the bound address from it.
+    println!("eddy: api listening on http://{addr}");
+    tracing::info!(%addr, "cloud API listening");
+    tracing::info!(
+        listen = %config.mqtt.listen,
+        "the MQTT broker is not built yet (issue B); [mqtt] listen is reserved for it"
+    );
+
+    eddy_api::serve(listener, ApiState::new(store), shutdown_signal())
+        .await
+        .context("serving the API")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,156 @@
+//! Eddy's configuration: the embedded `default.toml`, then the file given with
+//! `--config`, then `EDDY_…` environment variables, each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use eddy_core::SecretString;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// The fully commented default configuration, printed by `eddy config default`.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Environment variables the CLI reads for itself; the config loader skips them.
+pub const CLI_ENV_VARS: &[&str] = &["EDDY_ENDPOINT", "EDDY_SECRET_ID", "EDDY_SECRET_KEY"];
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Where Eddy keeps its state.
+    pub data_dir: PathBuf,
+    /// The management API.
+    pub api: ApiConfig,
+    /// The MQTT listener (used by the broker, issue B).
+    pub mqtt: MqttConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiConfig {
+    /// Address of the Cloud API listener.
+    pub listen: SocketAddr,
+    /// Bootstrap admin SecretId; with `admin_secret_key`, or neither.
+    pub admin_secret_id: Option<String>,
+    /// Bootstrap admin SecretKey.
+    pub admin_secret_key: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MqttConfig {
+    /// Address of the plain-TCP MQTT listener.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `eddy_api=debug,info`, …).
+    pub level: String,
+}
+
+/// Why the configuration could not be loaded. The message names the key and its source.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{0}")]
+pub struct ConfigError(String);
+
+/// Maps `EDDY_API__ADMIN_SECRET_ID` to `api.admin-secret-id`.
+fn env_key_to_path(key: &str) -> String {
+    key.to_ascii_lowercase()
+        .split("__")
+        .map(|level| level.replace('_', "-"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl Config {
+    /// Loads defaults, then `file` (which must exist when given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("EDDY_").filter_map(|key| {
+            let full = format!("EDDY_{}", key.as_str().to_ascii_uppercase());
+            (!CLI_ENV_VARS.contains(&full.as_str())).then(|| env_key_to_path(key.as_str()).into())
+        });
+        figment = figment.merge(env);
+        let config: Config = figment.extract().map_err(|err| {
+            ConfigError(
+                err.into_iter()
+                    .map(|e| format!("  - {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.api.admin_secret_id, &self.api.admin_secret_key) {
+            (Some(id), Some(_)) if id.trim().is_empty() => Err(ConfigError(
+                "  - api.admin-secret-id must not be empty".into(),
+            )),
+            (Some(_), None) | (None, Some(_)) => Err(ConfigError(
+                "  - api.admin-secret-id and api.admin-secret-key must be set together".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The SQLite database of the registry.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("eddy.sqlite")
+    }
+
+    /// Where the generated admin key is written.
+    pub fn admin_credentials_path(&self) -> PathBuf {
+        self.data_dir.join("admin-credentials.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keys_map_to_kebab_paths() {
+        assert_eq!(env_key_to_path("DATA_DIR"), "data-dir");
+        assert_eq!(env_key_to_path("API__ADMIN_SECRET_ID"), "api.admin-secret-id");
+        assert_eq!(env_key_to_path("MQTT__LISTEN"), "mqtt.listen");
+    }
+
+    #[test]
+    fn embedded_defaults_load_and_hold_the_documented_values() {
+        let config: Config = Figment::from(Toml::string(DEFAULT_TOML)).extract().unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./eddy-data"));
+        assert_eq!(config.api.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.mqtt.listen.to_string(), "0.0.0.0:1883");
+        assert!(config.api.admin_secret_id.is_none());
+        assert_eq!(config.log.level, "info");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let config: Config = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(
+                "[api]\nadmin-secret-id = \"AKIDx\"\nadmin-secret-key = \"topsecret-value\"",
+            ))
+            .extract()
+            .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("topsecret-value"), "{printed}");
+    }
+}

@@ -1,0 +1,117 @@
+//! # eddy-store — where metadata lives
+//!
+//! Products, devices and their credentials, topic policies and API keys (later: shadows,
+//! rules, firmware, tasks) sit behind one async trait, [`Store`]. The embedded default is
+//! SQLite ([`SqliteStore`]: bundled, WAL, `synchronous=FULL`, versioned migrations under
+//! `migrations/sqlite/`); the trait speaks only in registry records and plain SQL-shaped
+//! operations so a PostgreSQL implementation for many hub nodes fits beside it.
+//!
+//! The store validates nothing about Tencent's rules (the registry does) and knows no
+//! transport. It reports uniqueness clashes as [`StoreError::Conflict`] so callers can map
+//! them to the API's error codes without string matching.
+
+mod model;
+mod sqlite;
+
+use async_trait::async_trait;
+use eddy_core::{DeviceName, ProductId};
+
+pub use model::{
+    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceFilter, DeviceRecord, OnlineState, Page, Paged,
+    ProductRecord, TopicPolicyRecord,
+};
+pub use sqlite::SqliteStore;
+
+/// What went wrong in the store, by whose fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key already exists (`what` names it: "product name", "device", …).
+    #[error("{what} already exists")]
+    Conflict { what: &'static str },
+    /// A stored row no longer parses (hand-edited database or a bug).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Applying migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database itself failed (I/O, locked, full disk…).
+    #[error("database error: {0}")]
+    Backend(#[source] sqlx::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Result of [`Store::delete_product`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteProduct {
+    Deleted,
+    NotFound,
+    /// The product still has devices; nothing was deleted.
+    HasDevices,
+}
+
+/// The metadata store. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// The newest applied migration.
+    async fn schema_version(&self) -> Result<i64>;
+
+    // Products.
+    async fn insert_product(&self, product: &ProductRecord) -> Result<()>;
+    async fn product(&self, id: &ProductId) -> Result<Option<ProductRecord>>;
+    async fn list_products(&self, page: Page) -> Result<Paged<ProductRecord>>;
+    async fn delete_product(&self, id: &ProductId) -> Result<DeleteProduct>;
+    /// Returns false when the product does not exist.
+    async fn update_product_registration(
+        &self,
+        id: &ProductId,
+        register_type: i64,
+        register_limit: i64,
+    ) -> Result<bool>;
+
+    // Devices.
+    async fn insert_device(&self, device: &DeviceRecord) -> Result<()>;
+    async fn device(&self, product: &ProductId, name: &DeviceName)
+    -> Result<Option<DeviceRecord>>;
+    async fn list_devices(
+        &self,
+        product: &ProductId,
+        filter: &DeviceFilter,
+        page: Page,
+    ) -> Result<Paged<DeviceRecord>>;
+    async fn delete_device(&self, product: &ProductId, name: &DeviceName) -> Result<bool>;
+    /// Sets the enable state of the named devices, all or none: returns the names that do
+    /// not exist, and changes nothing unless that list is empty.
+    async fn set_devices_enabled(
+        &self,
+        product: &ProductId,
+        names: &[DeviceName],
+        enabled: bool,
+    ) -> Result<Vec<DeviceName>>;
+    async fn update_device_psk(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        psk_base64: &str,
+    ) -> Result<bool>;
+    /// Returns the device to "never activated": offline, login history cleared.
+    async fn reset_device_state(&self, product: &ProductId, name: &DeviceName) -> Result<bool>;
+
+    // Topic policies (custom topic classes).
+    async fn insert_topic_policy(&self, policy: &TopicPolicyRecord) -> Result<()>;
+    /// Renames and/or re-privileges a policy; false when `old_suffix` does not exist.
+    async fn update_topic_policy(
+        &self,
+        product: &ProductId,
+        old_suffix: &str,
+        new_suffix: &str,
+        privilege: i64,
+    ) -> Result<bool>;
+    async fn list_topic_policies(&self, product: &ProductId) -> Result<Vec<TopicPolicyRecord>>;
+
+    // API keys.
+    async fn upsert_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn api_key(&self, secret_id: &str) -> Result<Option<ApiKeyRecord>>;
+    /// The key the hub generated for itself on first start, if any.
+    async fn generated_api_key(&self) -> Result<Option<ApiKeyRecord>>;
+}
