@@ -3,14 +3,17 @@
 //! Products, devices and their credentials, topic policies and API keys (later: shadows,
 //! rules, firmware, tasks) sit behind one async trait, [`Store`]. The embedded default is
 //! SQLite ([`SqliteStore`]: bundled, WAL, `synchronous=FULL`, versioned migrations under
-//! `migrations/sqlite/`); the trait speaks only in registry records and plain SQL-shaped
-//! operations so a PostgreSQL implementation for many hub nodes fits beside it.
+//! `migrations/sqlite/`). For many hub nodes sharing one database there is PostgreSQL
+//! ([`PgStore`], migrations under `migrations/postgres/`); the trait speaks only in
+//! registry records and plain SQL-shaped operations, and `tests/conformance.rs` runs one
+//! suite against both backends so they keep the same semantics.
 //!
 //! The store validates nothing about Tencent's rules (the registry does) and knows no
 //! transport. It reports uniqueness clashes as [`StoreError::Conflict`] so callers can map
 //! them to the API's error codes without string matching.
 
 mod model;
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -20,6 +23,7 @@ pub use model::{
     ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceFilter, DeviceRecord, OnlineState, Page, Paged,
     ProductRecord, TopicPolicyRecord,
 };
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// What went wrong in the store, by whose fault.

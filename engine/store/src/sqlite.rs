@@ -246,7 +246,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         let rows = sqlx::query(
-            "SELECT * FROM products ORDER BY created_at, product_id LIMIT ? OFFSET ?",
+            "SELECT * FROM products ORDER BY created_at, rowid LIMIT ? OFFSET ?",
         )
         .bind(to_i64(page.limit))
         .bind(to_i64(page.offset))
@@ -364,7 +364,7 @@ impl Store for SqliteStore {
         let mut select = QueryBuilder::<Sqlite>::new("SELECT * FROM devices");
         Self::push_device_filter(&mut select, product.as_str(), filter);
         select
-            .push(" ORDER BY created_at, device_name LIMIT ")
+            .push(" ORDER BY created_at, rowid LIMIT ")
             .push_bind(to_i64(page.limit))
             .push(" OFFSET ")
             .push_bind(to_i64(page.offset));

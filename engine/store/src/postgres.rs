@@ -1,0 +1,578 @@
+//! The PostgreSQL store, for hubs whose nodes share one database.
+//!
+//! It mirrors [`SqliteStore`](crate::SqliteStore) statement for statement, so the two
+//! behave the same behind [`Store`] (the conformance tests in `tests/conformance.rs` run
+//! one suite against both). Where PostgreSQL differs from SQLite by default the schema or
+//! the queries compensate:
+//!
+//! - identifier columns use the `"C"` collation, so listings sort bytewise like SQLite's
+//!   `BINARY` collation whatever the database's locale;
+//! - the device name filter folds ASCII case only, like SQLite's `LIKE`;
+//! - listings read their count and their page in one `REPEATABLE READ` snapshot, as a
+//!   SQLite read transaction does, so `total` matches the rows it was counted with;
+//! - `delete_product` locks the product row, so a device inserted concurrently either is
+//!   counted or waits, instead of surfacing as a foreign-key error.
+//!
+//! Migrations are embedded from `migrations/postgres/` and applied on connect; sqlx takes
+//! an advisory lock while migrating, so several nodes may start at once.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use eddy_core::secret::{ExposeSecret, secret};
+use eddy_core::time::unix_now;
+use eddy_core::{DeviceName, EncryptionType, ProductId, ProductName};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use crate::{
+    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeleteProduct, DeviceFilter, DeviceRecord, Page, Paged,
+    ProductRecord, Result, Store, StoreError, TopicPolicyRecord,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Opens listing transactions: one snapshot for the count and the page.
+const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// The unique constraint on `products.product_name` (named in the migration).
+const PRODUCT_NAME_KEY: &str = "products_product_name_key";
+
+/// PostgreSQL behind [`Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn backend(err: sqlx::Error) -> StoreError {
+    StoreError::Backend(err)
+}
+
+/// Maps a unique-constraint failure to [`StoreError::Conflict`], naming the clashing key
+/// from the violated constraint's name (PostgreSQL reports it apart from the message).
+fn conflict_or_backend(
+    err: sqlx::Error,
+    name_of: impl Fn(Option<&str>) -> &'static str,
+) -> StoreError {
+    if let sqlx::Error::Database(db) = &err {
+        if db.is_unique_violation() {
+            return StoreError::Conflict {
+                what: name_of(db.constraint()),
+            };
+        }
+    }
+    StoreError::Backend(err)
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// A `LIKE … ESCAPE '\'` pattern matching names that contain `value`, lower-cased in ASCII
+/// only: the query lower-cases the name under the `"C"` collation (ASCII only too), which
+/// together give SQLite's `LIKE` semantics (ASCII case-insensitive, everything else exact).
+fn like_pattern(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('%');
+    for c in value.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out.push('%');
+    out
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:pass@host:port/db?…`) and
+    /// applies migrations. The URL is never logged: it may carry a password.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(backend)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        MIGRATOR.run(&pool).await?;
+        tracing::debug!("postgres store connected");
+        Ok(Self { pool })
+    }
+
+    fn product_from_row(row: &PgRow) -> Result<ProductRecord> {
+        let id: String = row.try_get("product_id").map_err(backend)?;
+        let name: String = row.try_get("product_name").map_err(backend)?;
+        let encryption: i64 = row.try_get("encryption_type").map_err(backend)?;
+        let ca_cert: Option<String> = row.try_get("ca_cert_pem").map_err(backend)?;
+        let ca_key: Option<String> = row.try_get("ca_key_pem").map_err(backend)?;
+        let secret_value: String = row.try_get("product_secret").map_err(backend)?;
+        Ok(ProductRecord {
+            id: ProductId::parse(&id).map_err(corrupt)?,
+            name: ProductName::parse(&name).map_err(corrupt)?,
+            description: row.try_get("description").map_err(backend)?,
+            encryption: EncryptionType::from_code(&encryption.to_string()).map_err(corrupt)?,
+            product_type: row.try_get("product_type").map_err(backend)?,
+            format: row.try_get("format").map_err(backend)?,
+            region: row.try_get("region").map_err(backend)?,
+            register_type: row.try_get("register_type").map_err(backend)?,
+            register_limit: row.try_get("register_limit").map_err(backend)?,
+            secret: secret(secret_value),
+            ca: match (ca_cert, ca_key) {
+                (Some(cert_pem), Some(key_pem)) => Some(CaRecord {
+                    cert_pem,
+                    key_pem: secret(key_pem),
+                }),
+                _ => None,
+            },
+            created_at: row.try_get("created_at").map_err(backend)?,
+        })
+    }
+
+    fn device_from_row(row: &PgRow) -> Result<DeviceRecord> {
+        let product: String = row.try_get("product_id").map_err(backend)?;
+        let name: String = row.try_get("device_name").map_err(backend)?;
+        let psk: Option<String> = row.try_get("psk").map_err(backend)?;
+        Ok(DeviceRecord {
+            product_id: ProductId::parse(&product).map_err(corrupt)?,
+            name: DeviceName::parse(&name).map_err(corrupt)?,
+            psk: psk.map(secret),
+            cert_pem: row.try_get("cert_pem").map_err(backend)?,
+            enabled: row.try_get("enabled").map_err(backend)?,
+            online: row.try_get("online").map_err(backend)?,
+            first_online_at: row.try_get("first_online_at").map_err(backend)?,
+            login_at: row.try_get("login_at").map_err(backend)?,
+            last_offline_at: row.try_get("last_offline_at").map_err(backend)?,
+            client_ip: row.try_get("client_ip").map_err(backend)?,
+            log_level: row.try_get("log_level").map_err(backend)?,
+            firmware_version: row.try_get("firmware_version").map_err(backend)?,
+            created_at: row.try_get("created_at").map_err(backend)?,
+            updated_at: row.try_get("updated_at").map_err(backend)?,
+        })
+    }
+
+    fn policy_from_row(row: &PgRow) -> Result<TopicPolicyRecord> {
+        let product: String = row.try_get("product_id").map_err(backend)?;
+        Ok(TopicPolicyRecord {
+            product_id: ProductId::parse(&product).map_err(corrupt)?,
+            suffix: row.try_get("suffix").map_err(backend)?,
+            privilege: row.try_get("privilege").map_err(backend)?,
+            created_at: row.try_get("created_at").map_err(backend)?,
+            updated_at: row.try_get("updated_at").map_err(backend)?,
+        })
+    }
+
+    fn api_key_from_row(row: &PgRow) -> Result<ApiKeyRecord> {
+        let origin: String = row.try_get("origin").map_err(backend)?;
+        let key: String = row.try_get("secret_key").map_err(backend)?;
+        Ok(ApiKeyRecord {
+            secret_id: row.try_get("secret_id").map_err(backend)?,
+            secret_key: secret(key),
+            origin: ApiKeyOrigin::parse(&origin)
+                .ok_or_else(|| corrupt(format!("unknown API key origin {origin:?}")))?,
+            description: row.try_get("description").map_err(backend)?,
+            created_at: row.try_get("created_at").map_err(backend)?,
+        })
+    }
+
+    fn push_device_filter(qb: &mut QueryBuilder<'_, Postgres>, product: &str, f: &DeviceFilter) {
+        qb.push(" WHERE product_id = ").push_bind(product.to_owned());
+        if let Some(name) = &f.name_contains {
+            qb.push(" AND lower(device_name COLLATE \"C\") LIKE ")
+                .push_bind(like_pattern(name))
+                .push(" ESCAPE '\\'");
+        }
+        if let Some(enabled) = f.enabled {
+            qb.push(" AND enabled = ").push_bind(enabled);
+        }
+        if let Some(version) = &f.firmware_version {
+            qb.push(" AND firmware_version = ")
+                .push_bind(version.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn schema_version(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn insert_product(&self, p: &ProductRecord) -> Result<()> {
+        let encryption: i64 = match p.encryption {
+            EncryptionType::Certificate => 1,
+            EncryptionType::Psk => 2,
+        };
+        sqlx::query(
+            "INSERT INTO products (product_id, product_name, description, encryption_type,
+                product_type, format, region, register_type, register_limit, product_secret,
+                ca_cert_pem, ca_key_pem, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(p.id.as_str())
+        .bind(p.name.as_str())
+        .bind(&p.description)
+        .bind(encryption)
+        .bind(p.product_type)
+        .bind(&p.format)
+        .bind(&p.region)
+        .bind(p.register_type)
+        .bind(p.register_limit)
+        .bind(p.secret.expose_secret())
+        .bind(p.ca.as_ref().map(|ca| ca.cert_pem.as_str()))
+        .bind(p.ca.as_ref().map(|ca| ca.key_pem.expose_secret()))
+        .bind(p.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            conflict_or_backend(e, |constraint| {
+                if constraint == Some(PRODUCT_NAME_KEY) {
+                    "product name"
+                } else {
+                    "product id"
+                }
+            })
+        })?;
+        Ok(())
+    }
+
+    async fn product(&self, id: &ProductId) -> Result<Option<ProductRecord>> {
+        sqlx::query("SELECT * FROM products WHERE product_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(Self::product_from_row)
+            .transpose()
+    }
+
+    async fn list_products(&self, page: Page) -> Result<Paged<ProductRecord>> {
+        let mut tx = self.pool.begin_with(BEGIN_SNAPSHOT).await.map_err(backend)?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT * FROM products ORDER BY created_at, product_id LIMIT $1 OFFSET $2",
+        )
+        .bind(to_i64(page.limit))
+        .bind(to_i64(page.offset))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Paged {
+            total: u64::try_from(total).unwrap_or(0),
+            items: rows
+                .iter()
+                .map(Self::product_from_row)
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    async fn delete_product(&self, id: &ProductId) -> Result<DeleteProduct> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // FOR UPDATE conflicts with the key-share lock a device insert takes on its
+        // product, so no device can appear between the count and the delete.
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM products WHERE product_id = $1 FOR UPDATE")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        // Early exits roll back explicitly: dropping the transaction only queues the
+        // rollback for the pool to flush in the background, and the row lock would be held
+        // until then.
+        if exists.is_none() {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(DeleteProduct::NotFound);
+        }
+        let devices: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE product_id = $1")
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if devices > 0 {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(DeleteProduct::HasDevices);
+        }
+        sqlx::query("DELETE FROM products WHERE product_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(DeleteProduct::Deleted)
+    }
+
+    async fn update_product_registration(
+        &self,
+        id: &ProductId,
+        register_type: i64,
+        register_limit: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE products SET register_type = $1, register_limit = $2 WHERE product_id = $3",
+        )
+        .bind(register_type)
+        .bind(register_limit)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_device(&self, d: &DeviceRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO devices (product_id, device_name, psk, cert_pem, enabled, online,
+                first_online_at, login_at, last_offline_at, client_ip, log_level,
+                firmware_version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(d.product_id.as_str())
+        .bind(d.name.as_str())
+        .bind(d.psk.as_ref().map(|p| p.expose_secret()))
+        .bind(d.cert_pem.as_deref())
+        .bind(d.enabled)
+        .bind(d.online)
+        .bind(d.first_online_at)
+        .bind(d.login_at)
+        .bind(d.last_offline_at)
+        .bind(d.client_ip.as_deref())
+        .bind(d.log_level)
+        .bind(&d.firmware_version)
+        .bind(d.created_at)
+        .bind(d.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_backend(e, |_| "device"))?;
+        Ok(())
+    }
+
+    async fn device(&self, product: &ProductId, name: &DeviceName) -> Result<Option<DeviceRecord>> {
+        sqlx::query("SELECT * FROM devices WHERE product_id = $1 AND device_name = $2")
+            .bind(product.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(Self::device_from_row)
+            .transpose()
+    }
+
+    async fn list_devices(
+        &self,
+        product: &ProductId,
+        filter: &DeviceFilter,
+        page: Page,
+    ) -> Result<Paged<DeviceRecord>> {
+        let mut tx = self.pool.begin_with(BEGIN_SNAPSHOT).await.map_err(backend)?;
+        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM devices");
+        Self::push_device_filter(&mut count, product.as_str(), filter);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let mut select = QueryBuilder::<Postgres>::new("SELECT * FROM devices");
+        Self::push_device_filter(&mut select, product.as_str(), filter);
+        select
+            .push(" ORDER BY created_at, device_name LIMIT ")
+            .push_bind(to_i64(page.limit))
+            .push(" OFFSET ")
+            .push_bind(to_i64(page.offset));
+        let rows = select.build().fetch_all(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Paged {
+            total: u64::try_from(total).unwrap_or(0),
+            items: rows
+                .iter()
+                .map(Self::device_from_row)
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    async fn delete_device(&self, product: &ProductId, name: &DeviceName) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM devices WHERE product_id = $1 AND device_name = $2")
+            .bind(product.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_devices_enabled(
+        &self,
+        product: &ProductId,
+        names: &[DeviceName],
+        enabled: bool,
+    ) -> Result<Vec<DeviceName>> {
+        // One statement instead of SQLite's loop (a round trip per name costs more over a
+        // network); RETURNING tells which names exist. Repeated names behave as in the
+        // loop: updated once each, and listed once per occurrence when missing.
+        let wanted: Vec<&str> = names.iter().map(DeviceName::as_str).collect();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let found: Vec<String> = sqlx::query_scalar(
+            "UPDATE devices SET enabled = $1, updated_at = $2
+             WHERE product_id = $3 AND device_name = ANY($4)
+             RETURNING device_name",
+        )
+        .bind(enabled)
+        .bind(unix_now())
+        .bind(product.as_str())
+        .bind(&wanted)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let found: HashSet<&str> = found.iter().map(String::as_str).collect();
+        let missing: Vec<DeviceName> = names
+            .iter()
+            .filter(|name| !found.contains(name.as_str()))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            tx.commit().await.map_err(backend)?;
+        } else {
+            tx.rollback().await.map_err(backend)?;
+        }
+        Ok(missing)
+    }
+
+    async fn update_device_psk(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        psk_base64: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE devices SET psk = $1, updated_at = $2
+             WHERE product_id = $3 AND device_name = $4",
+        )
+        .bind(psk_base64)
+        .bind(unix_now())
+        .bind(product.as_str())
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn reset_device_state(&self, product: &ProductId, name: &DeviceName) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE devices SET online = FALSE, first_online_at = NULL, login_at = NULL,
+                last_offline_at = NULL, client_ip = NULL, updated_at = $1
+             WHERE product_id = $2 AND device_name = $3",
+        )
+        .bind(unix_now())
+        .bind(product.as_str())
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_topic_policy(&self, p: &TopicPolicyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO topic_policies (product_id, suffix, privilege, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(p.product_id.as_str())
+        .bind(&p.suffix)
+        .bind(p.privilege)
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_backend(e, |_| "topic policy"))?;
+        Ok(())
+    }
+
+    async fn update_topic_policy(
+        &self,
+        product: &ProductId,
+        old_suffix: &str,
+        new_suffix: &str,
+        privilege: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE topic_policies SET suffix = $1, privilege = $2, updated_at = $3
+             WHERE product_id = $4 AND suffix = $5",
+        )
+        .bind(new_suffix)
+        .bind(privilege)
+        .bind(unix_now())
+        .bind(product.as_str())
+        .bind(old_suffix)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_backend(e, |_| "topic policy"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_topic_policies(&self, product: &ProductId) -> Result<Vec<TopicPolicyRecord>> {
+        sqlx::query("SELECT * FROM topic_policies WHERE product_id = $1 ORDER BY suffix")
+            .bind(product.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(Self::policy_from_row)
+            .collect()
+    }
+
+    async fn upsert_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (secret_id, secret_key, origin, description, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (secret_id) DO UPDATE SET
+                secret_key = excluded.secret_key, origin = excluded.origin,
+                description = excluded.description",
+        )
+        .bind(&key.secret_id)
+        .bind(key.secret_key.expose_secret())
+        .bind(key.origin.as_str())
+        .bind(&key.description)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn api_key(&self, secret_id: &str) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys WHERE secret_id = $1")
+            .bind(secret_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(Self::api_key_from_row)
+            .transpose()
+    }
+
+    async fn generated_api_key(&self) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query(
+            "SELECT * FROM api_keys WHERE origin = 'generated' ORDER BY created_at LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(Self::api_key_from_row)
+        .transpose()
+    }
+}
