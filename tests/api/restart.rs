@@ -112,12 +112,12 @@ async fn configured_admin_key_and_env_overrides() {
     drop(hub);
 
     // Only one half of the pair is a configuration error, not a silent fallback.
-    let out = std::process::Command::new(crate::support::eddy_bin())
+    let mut command = std::process::Command::new(crate::support::eddy_bin());
+    command
         .args(["serve", "--config"])
         .arg(dir.path().join("eddy.toml"))
-        .env("EDDY_API__ADMIN_SECRET_ID", "AKIDonlyhalf")
-        .output()
-        .unwrap();
+        .env("EDDY_API__ADMIN_SECRET_ID", "AKIDonlyhalf");
+    let out = crate::support::output_within(command);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("admin-secret-id and api.admin-secret-key"), "{stderr}");

@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -64,6 +64,12 @@ impl Hub {
             .open(&log_path)
             .expect("open hub log");
         let mut command = Command::new(eddy_bin());
+        // The hub reads EDDY_* as configuration: only what the test sets may reach it.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("EDDY_") {
+                command.env_remove(key);
+            }
+        }
         command
             .arg("serve")
             .arg("--config")
@@ -247,4 +253,30 @@ pub async fn raw_request(
 
 pub fn now() -> i64 {
     eddy_core::time::unix_now()
+}
+
+/// Longest a one-shot `eddy` command may run before the test calls it hung.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs a command to completion, killing it if it outlives [`COMMAND_DEADLINE`] (a config
+/// error that failed to stop `eddy serve` must fail the test, not hang it).
+pub fn output_within(mut command: Command) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run eddy");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(COMMAND_DEADLINE) {
+        Ok(out) => out.expect("wait for eddy"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("eddy did not exit within {COMMAND_DEADLINE:?}");
+        }
+    }
 }
