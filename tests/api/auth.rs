@@ -13,7 +13,10 @@ async fn signature_failures_get_tencents_codes() {
     let params = json!({ "Offset": 0, "Limit": 10 });
 
     // A signed request works…
-    hub.client().call("DescribeProducts", &params).await.unwrap();
+    hub.client()
+        .call("DescribeProducts", &params)
+        .await
+        .unwrap();
 
     // …the right SecretId with the wrong key does not.
     let wrong_key = hub.client_with(Credentials::new(good.secret_id.clone(), "not-the-key"));
@@ -29,7 +32,11 @@ async fn signature_failures_get_tencents_codes() {
     let api = hub.client();
     for skew in [-600, 600] {
         let res = api.call_at("DescribeProducts", &params, now() + skew).await;
-        assert_eq!(error_code(res), "AuthFailure.SignatureExpire", "skew {skew}");
+        assert_eq!(
+            error_code(res),
+            "AuthFailure.SignatureExpire",
+            "skew {skew}"
+        );
     }
     // Within the window is fine.
     api.call_at("DescribeProducts", &params, now() - 120)
@@ -90,7 +97,11 @@ async fn tampering_and_missing_headers_are_refused() {
         ("X-TC-Version", "MissingParameter"),
         ("X-TC-Action", "MissingParameter"),
     ] {
-        let without: Vec<_> = headers.iter().filter(|(k, _)| k != header).cloned().collect();
+        let without: Vec<_> = headers
+            .iter()
+            .filter(|(k, _)| k != header)
+            .cloned()
+            .collect();
         let res = raw_request(reqwest::Method::POST, &url, &without, body.clone()).await;
         assert_eq!(res.error_code(), code, "without {header}");
     }
@@ -101,9 +112,7 @@ async fn tampering_and_missing_headers_are_refused() {
 
     // The credential date must be the timestamp's date.
     let mut mismatched = headers.clone();
-    mismatched[2].1 = mismatched[2]
-        .1
-        .replacen("/20", "/19", 1);
+    mismatched[2].1 = mismatched[2].1.replacen("/20", "/19", 1);
     let res = raw_request(reqwest::Method::POST, &url, &mismatched, body).await;
     assert_eq!(res.error_code(), "AuthFailure.InvalidAuthorization");
 }
@@ -125,9 +134,12 @@ async fn signed_get_requests_with_query_parameters() {
         .unwrap()
         .to_owned();
     for name in ["a", "b"] {
-        api.call("CreateDevice", &json!({ "ProductId": pid, "DeviceName": name }))
-            .await
-            .unwrap();
+        api.call(
+            "CreateDevice",
+            &json!({ "ProductId": pid, "DeviceName": name }),
+        )
+        .await
+        .unwrap();
     }
 
     // Tencent's GET form: parameters in the query, signed as the canonical query string,
@@ -145,7 +157,12 @@ async fn signed_get_requests_with_query_parameters() {
         &eddy_api::tc3::sha256_hex(b""),
     );
     let to_sign = eddy_api::tc3::string_to_sign(ts, &date, "iotcloud", &canonical);
-    let sig = eddy_api::tc3::signature(creds.secret_key.expose_secret(), &date, "iotcloud", &to_sign);
+    let sig = eddy_api::tc3::signature(
+        creds.secret_key.expose_secret(),
+        &date,
+        "iotcloud",
+        &to_sign,
+    );
     let headers = vec![
         ("Host".to_owned(), host),
         ("Content-Type".to_owned(), ct.to_owned()),
@@ -156,7 +173,10 @@ async fn signed_get_requests_with_query_parameters() {
                 creds.secret_id
             ),
         ),
-        ("X-TC-Action".to_owned(), "UpdateDevicesEnableState".to_owned()),
+        (
+            "X-TC-Action".to_owned(),
+            "UpdateDevicesEnableState".to_owned(),
+        ),
         ("X-TC-Version".to_owned(), "2021-04-08".to_owned()),
         ("X-TC-Timestamp".to_owned(), ts.to_string()),
     ];
@@ -170,7 +190,10 @@ async fn signed_get_requests_with_query_parameters() {
     assert!(res.body["Response"]["Error"].is_null(), "{}", res.body);
     for name in ["a", "b"] {
         let d = api
-            .call("DescribeDevice", &json!({ "ProductId": pid, "DeviceName": name }))
+            .call(
+                "DescribeDevice",
+                &json!({ "ProductId": pid, "DeviceName": name }),
+            )
             .await
             .unwrap();
         assert_eq!(d["EnableState"], 0);

@@ -66,17 +66,27 @@ async fn psk_device_lifecycle() {
     let pid = key_product(&api, "meters").await;
 
     let created = api
-        .call("CreateDevice", &json!({ "ProductId": pid, "DeviceName": "m-1" }))
+        .call(
+            "CreateDevice",
+            &json!({ "ProductId": pid, "DeviceName": "m-1" }),
+        )
         .await
         .unwrap();
     assert_eq!(created["DeviceName"], "m-1");
     let psk = created["DevicePsk"].as_str().unwrap().to_owned();
-    assert_eq!(BASE64.decode(&psk).unwrap().len(), 16, "a 16-byte random PSK");
+    assert_eq!(
+        BASE64.decode(&psk).unwrap().len(),
+        16,
+        "a 16-byte random PSK"
+    );
     assert_eq!(created["DeviceCert"], "");
     assert_eq!(created["DevicePrivateKey"], "");
 
     let described = api
-        .call("DescribeDevice", &json!({ "ProductId": pid, "DeviceName": "m-1" }))
+        .call(
+            "DescribeDevice",
+            &json!({ "ProductId": pid, "DeviceName": "m-1" }),
+        )
         .await
         .unwrap();
     assert_device_shape(&described);
@@ -105,11 +115,17 @@ async fn psk_device_lifecycle() {
 
     // Duplicate and malformed names.
     let dup = api
-        .call("CreateDevice", &json!({ "ProductId": pid, "DeviceName": "m-1" }))
+        .call(
+            "CreateDevice",
+            &json!({ "ProductId": pid, "DeviceName": "m-1" }),
+        )
         .await;
     assert_eq!(error_code(dup), "InvalidParameterValue.DeviceAlreadyExist");
     let bad_name = api
-        .call("CreateDevice", &json!({ "ProductId": pid, "DeviceName": "a/b" }))
+        .call(
+            "CreateDevice",
+            &json!({ "ProductId": pid, "DeviceName": "a/b" }),
+        )
         .await;
     assert_eq!(error_code(bad_name), "InvalidParameterValue");
     let too_long = api
@@ -135,7 +151,10 @@ async fn psk_device_lifecycle() {
     .await
     .unwrap();
     let d = api
-        .call("DescribeDevice", &json!({ "ProductId": pid, "DeviceName": "m-2" }))
+        .call(
+            "DescribeDevice",
+            &json!({ "ProductId": pid, "DeviceName": "m-2" }),
+        )
         .await
         .unwrap();
     assert_eq!(d["EnableState"], 0);
@@ -147,7 +166,10 @@ async fn psk_device_lifecycle() {
         .await;
     assert_eq!(error_code(partial), "ResourceNotFound.DeviceNotExist");
     let d = api
-        .call("DescribeDevice", &json!({ "ProductId": pid, "DeviceName": "m-1" }))
+        .call(
+            "DescribeDevice",
+            &json!({ "ProductId": pid, "DeviceName": "m-1" }),
+        )
         .await
         .unwrap();
     assert_eq!(d["EnableState"], 0, "a failed batch changes nothing");
@@ -169,7 +191,10 @@ async fn psk_device_lifecycle() {
     .await
     .unwrap();
     let d = api
-        .call("DescribeDevice", &json!({ "ProductId": pid, "DeviceName": "m-1" }))
+        .call(
+            "DescribeDevice",
+            &json!({ "ProductId": pid, "DeviceName": "m-1" }),
+        )
         .await
         .unwrap();
     assert_eq!(d["DevicePsk"], new_psk.as_str());
@@ -188,19 +213,33 @@ async fn psk_device_lifecycle() {
     assert_eq!(reset["ResetDeviceResults"][1]["Success"], false);
 
     // A product with devices cannot be deleted; after its devices go, it can.
-    let busy = api.call("DeleteProduct", &json!({ "ProductId": pid })).await;
-    assert_eq!(error_code(busy), "UnauthorizedOperation.DevicesExistUnderProduct");
+    let busy = api
+        .call("DeleteProduct", &json!({ "ProductId": pid }))
+        .await;
+    assert_eq!(
+        error_code(busy),
+        "UnauthorizedOperation.DevicesExistUnderProduct"
+    );
     for name in ["m-1", "m-2"] {
-        api.call("DeleteDevice", &json!({ "ProductId": pid, "DeviceName": name }))
-            .await
-            .unwrap();
+        api.call(
+            "DeleteDevice",
+            &json!({ "ProductId": pid, "DeviceName": name }),
+        )
+        .await
+        .unwrap();
     }
     let gone = api
-        .call("DescribeDevice", &json!({ "ProductId": pid, "DeviceName": "m-1" }))
+        .call(
+            "DescribeDevice",
+            &json!({ "ProductId": pid, "DeviceName": "m-1" }),
+        )
         .await;
     assert_eq!(error_code(gone), "ResourceNotFound.DeviceNotExist");
     let gone = api
-        .call("DeleteDevice", &json!({ "ProductId": pid, "DeviceName": "m-1" }))
+        .call(
+            "DeleteDevice",
+            &json!({ "ProductId": pid, "DeviceName": "m-1" }),
+        )
         .await;
     assert_eq!(error_code(gone), "ResourceNotFound.DeviceNotExist");
     api.call("DeleteProduct", &json!({ "ProductId": pid }))
@@ -303,13 +342,19 @@ async fn certificate_devices_get_a_certificate_and_key() {
         .unwrap()
         .to_owned();
     let created = api
-        .call("CreateDevice", &json!({ "ProductId": pid, "DeviceName": "cam1" }))
+        .call(
+            "CreateDevice",
+            &json!({ "ProductId": pid, "DeviceName": "cam1" }),
+        )
         .await
         .unwrap();
     assert_eq!(created["DevicePsk"], "");
     let cert_pem = created["DeviceCert"].as_str().unwrap();
     let key_pem = created["DevicePrivateKey"].as_str().unwrap();
-    assert!(cert_pem.starts_with("-----BEGIN CERTIFICATE-----"), "{cert_pem}");
+    assert!(
+        cert_pem.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{cert_pem}"
+    );
     assert!(key_pem.contains("PRIVATE KEY-----"), "a PEM private key");
 
     // The certificate names the device and carries the returned key's public half.
@@ -324,7 +369,10 @@ async fn certificate_devices_get_a_certificate_and_key() {
     );
 
     let described = api
-        .call("DescribeDevice", &json!({ "ProductId": pid, "DeviceName": "cam1" }))
+        .call(
+            "DescribeDevice",
+            &json!({ "ProductId": pid, "DeviceName": "cam1" }),
+        )
         .await
         .unwrap();
     assert_device_shape(&described);
@@ -339,12 +387,18 @@ async fn certificate_devices_get_a_certificate_and_key() {
             &json!({ "ProductId": pid, "DeviceName": "cam2", "DefinedPsk": BASE64.encode(b"k") }),
         )
         .await;
-    assert_eq!(error_code(defined), "UnauthorizedOperation.ProductNotSupportPSK");
+    assert_eq!(
+        error_code(defined),
+        "UnauthorizedOperation.ProductNotSupportPSK"
+    );
     let rotate = api
         .call(
             "UpdateDevicePSK",
             &json!({ "ProductId": pid, "DeviceName": "cam1", "Psk": BASE64.encode(b"k") }),
         )
         .await;
-    assert_eq!(error_code(rotate), "UnauthorizedOperation.ProductNotSupportPSK");
+    assert_eq!(
+        error_code(rotate),
+        "UnauthorizedOperation.ProductNotSupportPSK"
+    );
 }

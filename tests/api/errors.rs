@@ -2,9 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{
-    Hub, error_of, now, raw_request, signed_headers, signed_headers_as, workdir,
-};
+use crate::support::{Hub, error_of, now, raw_request, signed_headers, signed_headers_as, workdir};
 
 #[tokio::test]
 async fn malformed_bodies_get_a_clear_envelope() {
@@ -29,11 +27,21 @@ async fn malformed_bodies_get_a_clear_envelope() {
 
     // A POST that is not JSON (correctly signed as such).
     let body = b"Offset=0".to_vec();
-    let headers =
-        signed_headers_as(&hub.endpoint, &creds, "DescribeProducts", &body, now(), "text/plain");
+    let headers = signed_headers_as(
+        &hub.endpoint,
+        &creds,
+        "DescribeProducts",
+        &body,
+        now(),
+        "text/plain",
+    );
     let res = raw_request(reqwest::Method::POST, &url, &headers, body).await;
     assert_eq!(res.error_code(), "UnsupportedProtocol");
-    assert!(res.error_message().contains("application/json"), "{}", res.body);
+    assert!(
+        res.error_message().contains("application/json"),
+        "{}",
+        res.body
+    );
 
     // A body over the limit is refused before anything else.
     let huge = vec![b' '; eddy_api::MAX_BODY_BYTES + 1];
@@ -75,7 +83,10 @@ async fn parameters_are_checked_by_name_and_type() {
             .await,
     );
     assert_eq!(code, "InvalidParameterValue");
-    assert!(message.contains("`ProductName`") && message.contains("string"), "{message}");
+    assert!(
+        message.contains("`ProductName`") && message.contains("string"),
+        "{message}"
+    );
 
     let (code, message) = error_of(
         api.call(
@@ -85,7 +96,10 @@ async fn parameters_are_checked_by_name_and_type() {
         .await,
     );
     assert_eq!(code, "InvalidParameterValue");
-    assert!(message.contains("`ProductProperties.EncryptionType`"), "{message}");
+    assert!(
+        message.contains("`ProductProperties.EncryptionType`"),
+        "{message}"
+    );
 
     let (code, message) = error_of(
         api.call(

@@ -20,7 +20,11 @@ async fn product_lifecycle_with_tencent_shapes() {
         .unwrap();
     let pid = created["ProductId"].as_str().unwrap().to_owned();
     assert_eq!(pid.len(), 10);
-    assert!(pid.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()), "{pid}");
+    assert!(
+        pid.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
+        "{pid}"
+    );
     assert_eq!(created["ProductName"], "thermo");
     let props = &created["ProductProperties"];
     assert_eq!(props["EncryptionType"], "2", "EncryptionType is a string");
@@ -35,7 +39,12 @@ async fn product_lifecycle_with_tencent_shapes() {
         .unwrap();
     assert_eq!(described["ProductId"], pid.as_str());
     assert_eq!(described["ProductName"], "thermo");
-    assert!(described["ProductMetadata"]["CreationDate"].as_i64().unwrap() > 1_600_000_000);
+    assert!(
+        described["ProductMetadata"]["CreationDate"]
+            .as_i64()
+            .unwrap()
+            > 1_600_000_000
+    );
     assert_eq!(described["ProductProperties"], created["ProductProperties"]);
 
     // Same name again is refused.
@@ -89,7 +98,9 @@ async fn product_lifecycle_with_tencent_shapes() {
         .call("DescribeProduct", &json!({ "ProductId": pid }))
         .await;
     assert_eq!(error_code(gone), "ResourceNotFound.ProductNotExist");
-    let again = api.call("DeleteProduct", &json!({ "ProductId": pid })).await;
+    let again = api
+        .call("DeleteProduct", &json!({ "ProductId": pid }))
+        .await;
     assert_eq!(error_code(again), "ResourceNotFound.ProductNotExist");
 }
 

@@ -15,7 +15,10 @@ async fn registry_survives_kill_9() {
     let creds_before = std::fs::read_to_string(&creds_path).unwrap();
     let mode = std::fs::metadata(&creds_path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "admin credentials must be private");
-    let data_mode = std::fs::metadata(&hub.data_dir).unwrap().permissions().mode();
+    let data_mode = std::fs::metadata(&hub.data_dir)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(data_mode & 0o077, 0, "the data dir must be private");
 
     let api = hub.client();
@@ -30,7 +33,10 @@ async fn registry_survives_kill_9() {
         .unwrap()
         .to_owned();
     let psk = api
-        .call("CreateDevice", &json!({ "ProductId": pid, "DeviceName": "d1" }))
+        .call(
+            "CreateDevice",
+            &json!({ "ProductId": pid, "DeviceName": "d1" }),
+        )
         .await
         .unwrap()["DevicePsk"]
         .as_str()
@@ -59,7 +65,10 @@ async fn registry_survives_kill_9() {
     );
     let api = hub.client();
     let d = api
-        .call("DescribeDevice", &json!({ "ProductId": pid, "DeviceName": "d1" }))
+        .call(
+            "DescribeDevice",
+            &json!({ "ProductId": pid, "DeviceName": "d1" }),
+        )
         .await
         .unwrap();
     assert_eq!(d["DevicePsk"], psk.as_str());
@@ -120,7 +129,10 @@ async fn configured_admin_key_and_env_overrides() {
     let out = crate::support::output_within(command);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("admin-secret-id and api.admin-secret-key"), "{stderr}");
+    assert!(
+        stderr.contains("admin-secret-id and api.admin-secret-key"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -142,7 +154,10 @@ async fn secrets_never_reach_the_log() {
         .unwrap()
         .to_owned();
     let psk = api
-        .call("CreateDevice", &json!({ "ProductId": pid, "DeviceName": "d" }))
+        .call(
+            "CreateDevice",
+            &json!({ "ProductId": pid, "DeviceName": "d" }),
+        )
         .await
         .unwrap()["DevicePsk"]
         .as_str()
@@ -156,7 +171,10 @@ async fn secrets_never_reach_the_log() {
         .unwrap()
         .to_owned();
     let key = api
-        .call("CreateDevice", &json!({ "ProductId": cert_pid, "DeviceName": "c" }))
+        .call(
+            "CreateDevice",
+            &json!({ "ProductId": cert_pid, "DeviceName": "c" }),
+        )
         .await
         .unwrap()["DevicePrivateKey"]
         .as_str()
@@ -171,12 +189,12 @@ async fn secrets_never_reach_the_log() {
         .await;
     drop(hub); // flush and stop
 
-    let log = std::fs::read_to_string(dir.path().join(format!(
-        "hub-{}.log",
-        std::process::id()
-    )))
-    .unwrap();
-    assert!(log.contains("api ok"), "the hub logged at debug level:\n{log}");
+    let log = std::fs::read_to_string(dir.path().join(format!("hub-{}.log", std::process::id())))
+        .unwrap();
+    assert!(
+        log.contains("api ok"),
+        "the hub logged at debug level:\n{log}"
+    );
     let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
     use eddy_core::secret::ExposeSecret;
     for (what, secret) in [
@@ -186,6 +204,9 @@ async fn secrets_never_reach_the_log() {
         ("device private key", key_body.as_str()),
         ("rejected PSK", "c2VjcmV0LXBzay12YWx1ZQ=="),
     ] {
-        assert!(!log.contains(secret), "the {what} appears in the log:\n{log}");
+        assert!(
+            !log.contains(secret),
+            "the {what} appears in the log:\n{log}"
+        );
     }
 }

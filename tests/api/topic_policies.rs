@@ -37,7 +37,10 @@ async fn topic_policy_lifecycle() {
             &json!({ "ProductId": pid, "TopicName": format!("{pid}/${{deviceName}}/custom/up"), "Privilege": 3 }),
         )
         .await;
-    assert_eq!(error_code(dup), "InvalidParameterValue.TopicPolicyAlreadyExist");
+    assert_eq!(
+        error_code(dup),
+        "InvalidParameterValue.TopicPolicyAlreadyExist"
+    );
     for bad in [json!("a/+"), json!("a/#"), json!(""), json!("/lead")] {
         let res = api
             .call(
@@ -74,7 +77,10 @@ async fn topic_policy_lifecycle() {
             &json!({ "ProductId": pid, "TopicName": "custom/uplink", "NewTopicName": "custom/down", "Privilege": 3 }),
         )
         .await;
-    assert_eq!(error_code(clash), "InvalidParameterValue.TopicPolicyAlreadyExist");
+    assert_eq!(
+        error_code(clash),
+        "InvalidParameterValue.TopicPolicyAlreadyExist"
+    );
 
     let listed = api
         .call("DescribeTopicPolicies", &json!({ "ProductId": pid }))
@@ -91,7 +97,10 @@ async fn topic_policy_lifecycle() {
     let up = find(format!("{pid}/${{deviceName}}/custom/uplink"));
     assert_eq!(up["Privilege"], 3);
     assert_eq!(up["IsDefault"], false);
-    assert_eq!(find(format!("{pid}/${{deviceName}}/custom/down"))["Privilege"], 2);
+    assert_eq!(
+        find(format!("{pid}/${{deviceName}}/custom/down"))["Privilege"],
+        2
+    );
     let event = find(format!("{pid}/${{deviceName}}/event"));
     assert_eq!(event["Privilege"], 1);
     assert_eq!(event["IsDefault"], true);
@@ -101,7 +110,10 @@ async fn topic_policy_lifecycle() {
     );
 
     let no_product = api
-        .call("DescribeTopicPolicies", &json!({ "ProductId": "NOPE000000" }))
+        .call(
+            "DescribeTopicPolicies",
+            &json!({ "ProductId": "NOPE000000" }),
+        )
         .await;
     assert_eq!(error_code(no_product), "ResourceNotFound.ProductNotExist");
 }

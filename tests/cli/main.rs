@@ -1,6 +1,9 @@
 //! The `eddy` command line: configuration handling and the management subcommands,
 //! run as a user would run them, against a real hub.
 
+// Test code: a failed expectation panics with its context.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -54,7 +57,10 @@ fn field(table: &str, name: &str) -> String {
         .lines()
         .find(|l| l.split_whitespace().nth(1) == Some(name))
         .and_then(|l| l.split('┆').nth(1))
-        .map(|v| v.trim_matches(|c: char| c.is_whitespace() || c == '│').to_owned())
+        .map(|v| {
+            v.trim_matches(|c: char| c.is_whitespace() || c == '│')
+                .to_owned()
+        })
         .unwrap_or_default()
 }
 
@@ -67,16 +73,18 @@ fn version_and_help() {
         assert!(help.contains(command), "--help lists {command}:\n{help}");
     }
     let help = ok(eddy(&["device", "create", "--help"]));
-    assert!(help.contains("--psk") && help.contains("--endpoint"), "{help}");
+    assert!(
+        help.contains("--psk") && help.contains("--endpoint"),
+        "{help}"
+    );
 }
 
 #[test]
 fn config_default_is_the_embedded_file_and_loads() {
     let printed = ok(eddy(&["config", "default"]));
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/default.toml"),
-    )
-    .unwrap();
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/default.toml"))
+            .unwrap();
     assert_eq!(printed, shipped);
     for key in [
         "data-dir",
@@ -105,11 +113,18 @@ fn config_default_is_the_embedded_file_and_loads() {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let started = lines.any(|l| l.is_ok_and(|l| l.starts_with("eddy: api listening on http://127.0.0.1:")));
+    let started =
+        lines.any(|l| l.is_ok_and(|l| l.starts_with("eddy: api listening on http://127.0.0.1:")));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(started, "eddy serve with the default config reported its API address");
-    assert!(data.join("eddy.sqlite").exists(), "EDDY_DATA_DIR was honoured");
+    assert!(
+        started,
+        "eddy serve with the default config reported its API address"
+    );
+    assert!(
+        data.join("eddy.sqlite").exists(),
+        "EDDY_DATA_DIR was honoured"
+    );
 }
 
 #[test]
@@ -125,11 +140,17 @@ fn config_errors_name_the_key_and_the_file() {
 
     std::fs::write(&file, "[api]\nlisten = \"not an address\"\n").unwrap();
     let err = stderr(&eddy(&["serve", "--config", file.to_str().unwrap()]));
-    assert!(err.contains("api.listen") || err.contains("listen"), "{err}");
+    assert!(
+        err.contains("api.listen") || err.contains("listen"),
+        "{err}"
+    );
 
     let missing = dir.path().join("nope.toml");
     let err = stderr(&eddy(&["serve", "--config", missing.to_str().unwrap()]));
-    assert!(err.contains("nope.toml") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("nope.toml") && err.contains("does not exist"),
+        "{err}"
+    );
 
     let mut command = Command::new(eddy_bin());
     command
@@ -151,49 +172,97 @@ fn management_commands_drive_the_api() {
     let created = ok(manage(&hub, &["product", "create", "cli-prod", "--json"]));
     let created: Value = serde_json::from_str(&created).unwrap();
     let pid = created["ProductId"].as_str().unwrap().to_owned();
-    assert_eq!(created["ProductProperties"]["EncryptionType"], "2", "--auth key is the default");
+    assert_eq!(
+        created["ProductProperties"]["EncryptionType"], "2",
+        "--auth key is the default"
+    );
 
     let table = ok(manage(&hub, &["product", "list"]));
-    assert!(table.contains(&pid) && table.contains("cli-prod") && table.contains("key"), "{table}");
+    assert!(
+        table.contains(&pid) && table.contains("cli-prod") && table.contains("key"),
+        "{table}"
+    );
     assert!(table.contains("1 product(s) in all"), "{table}");
 
-    let cert = ok(manage(&hub, &["product", "create", "cli-cert", "--auth", "cert"]));
+    let cert = ok(manage(
+        &hub,
+        &["product", "create", "cli-cert", "--auth", "cert"],
+    ));
     assert_eq!(field(&cert, "EncryptionType"), "1", "{cert}");
 
     let dev = ok(manage(&hub, &["device", "create", &pid, "sensor-1"]));
-    assert!(dev.contains("sensor-1") && dev.contains("DevicePsk"), "{dev}");
+    assert!(
+        dev.contains("sensor-1") && dev.contains("DevicePsk"),
+        "{dev}"
+    );
     let psk = "MDEyMzQ1Njc4OWFiY2RlZg==";
-    let dev = ok(manage(&hub, &["device", "create", &pid, "sensor-2", "--psk", psk]));
+    let dev = ok(manage(
+        &hub,
+        &["device", "create", &pid, "sensor-2", "--psk", psk],
+    ));
     assert!(dev.contains(psk), "{dev}");
 
     let list = ok(manage(&hub, &["device", "list", &pid]));
-    assert!(list.contains("sensor-1") && list.contains("sensor-2"), "{list}");
-    assert!(list.contains("inactive") && list.contains("enabled"), "{list}");
+    assert!(
+        list.contains("sensor-1") && list.contains("sensor-2"),
+        "{list}"
+    );
+    assert!(
+        list.contains("inactive") && list.contains("enabled"),
+        "{list}"
+    );
 
-    ok(manage(&hub, &["device", "disable", &pid, "sensor-1", "sensor-2"]));
-    let shown: Value =
-        serde_json::from_str(&ok(manage(&hub, &["device", "show", &pid, "sensor-2", "--json"])))
-            .unwrap();
+    ok(manage(
+        &hub,
+        &["device", "disable", &pid, "sensor-1", "sensor-2"],
+    ));
+    let shown: Value = serde_json::from_str(&ok(manage(
+        &hub,
+        &["device", "show", &pid, "sensor-2", "--json"],
+    )))
+    .unwrap();
     assert_eq!(shown["EnableState"], 0);
     assert_eq!(shown["DevicePsk"], psk);
     ok(manage(&hub, &["device", "enable", &pid, "sensor-2"]));
     let shown = ok(manage(&hub, &["device", "show", &pid, "sensor-2"]));
     assert_eq!(field(&shown, "EnableState"), "1", "{shown}");
 
-    ok(manage(&hub, &["topic-policy", "create", &pid, "custom/up", "--privilege", "pub"]));
+    ok(manage(
+        &hub,
+        &[
+            "topic-policy",
+            "create",
+            &pid,
+            "custom/up",
+            "--privilege",
+            "pub",
+        ],
+    ));
     let policies = ok(manage(&hub, &["topic-policy", "list", &pid]));
     assert!(
-        policies.contains(&format!("{pid}/${{deviceName}}/custom/up")) && policies.contains("custom"),
+        policies.contains(&format!("{pid}/${{deviceName}}/custom/up"))
+            && policies.contains("custom"),
         "{policies}"
     );
-    assert!(policies.contains("$shadow/operation/"), "defaults are listed: {policies}");
+    assert!(
+        policies.contains("$shadow/operation/"),
+        "defaults are listed: {policies}"
+    );
 
     // API errors reach the user as a non-zero exit with Tencent's code.
     let out = manage(&hub, &["product", "delete", &pid]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("UnauthorizedOperation.DevicesExistUnderProduct"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("UnauthorizedOperation.DevicesExistUnderProduct"),
+        "{}",
+        stderr(&out)
+    );
     let out = manage(&hub, &["device", "create", &pid, "bad/name"]);
-    assert!(stderr(&out).contains("InvalidParameterValue"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("InvalidParameterValue"),
+        "{}",
+        stderr(&out)
+    );
 
     ok(manage(&hub, &["device", "delete", &pid, "sensor-1"]));
     ok(manage(&hub, &["device", "delete", &pid, "sensor-2"]));
@@ -203,16 +272,38 @@ fn management_commands_drive_the_api() {
     // Credentials from the environment take precedence over the data dir's file.
     let mut command = Command::new(eddy_bin());
     command
-        .args(["--config", hub.config_path.to_str().unwrap(), "product", "list"])
+        .args([
+            "--config",
+            hub.config_path.to_str().unwrap(),
+            "product",
+            "list",
+        ])
         .args(["--endpoint", &hub.endpoint])
         .env("EDDY_SECRET_ID", "AKIDwrong")
         .env("EDDY_SECRET_KEY", "wrong");
     let out = output_within(command);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("AuthFailure.SecretIdNotFound"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AuthFailure.SecretIdNotFound"),
+        "{}",
+        stderr(&out)
+    );
 
     // An unreachable hub is reported as such.
-    let out = eddy(&["product", "list", "--endpoint", "http://127.0.0.1:9", "--secret-id", "a", "--secret-key", "b"]);
+    let out = eddy(&[
+        "product",
+        "list",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--secret-id",
+        "a",
+        "--secret-key",
+        "b",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cannot reach the Eddy API"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the Eddy API"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -93,13 +93,10 @@ impl Hub {
                 }
             }
         });
-        let endpoint = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("eddy serve did not report its API address; its log:\n{log}");
-            }
+        let Ok(endpoint) = rx.recv_timeout(START_TIMEOUT) else {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("eddy serve did not report its API address; its log:\n{log}");
         };
         Hub {
             child,
@@ -169,7 +166,9 @@ pub struct RawAnswer {
 
 impl RawAnswer {
     pub fn error_code(&self) -> &str {
-        self.body["Response"]["Error"]["Code"].as_str().unwrap_or("")
+        self.body["Response"]["Error"]["Code"]
+            .as_str()
+            .unwrap_or("")
     }
 
     pub fn error_message(&self) -> &str {
@@ -187,7 +186,14 @@ pub fn signed_headers(
     body: &[u8],
     timestamp: i64,
 ) -> Vec<(String, String)> {
-    signed_headers_as(endpoint, credentials, action, body, timestamp, "application/json")
+    signed_headers_as(
+        endpoint,
+        credentials,
+        action,
+        body,
+        timestamp,
+        "application/json",
+    )
 }
 
 /// As [`signed_headers`], signed and sent with another Content-Type.

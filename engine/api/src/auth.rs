@@ -54,13 +54,15 @@ pub async fn verify(
     body: &[u8],
     timestamp: i64,
 ) -> Result<Caller, ApiError> {
-    let raw = header(headers, "authorization")
-        .ok_or_else(|| invalid_auth("the header is missing"))?;
+    let raw =
+        header(headers, "authorization").ok_or_else(|| invalid_auth("the header is missing"))?;
     let auth = tc3::parse_authorization(raw).map_err(invalid_auth)?;
 
     for required in ["content-type", "host"] {
         if !auth.signed_headers.iter().any(|h| h == required) {
-            return Err(invalid_auth(format!("SignedHeaders must include {required}")));
+            return Err(invalid_auth(format!(
+                "SignedHeaders must include {required}"
+            )));
         }
     }
     let mut signed = Vec::with_capacity(auth.signed_headers.len());

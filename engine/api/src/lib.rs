@@ -192,7 +192,9 @@ async fn handle(
         {
             return Err(ApiError::new(
                 "UnsupportedProtocol",
-                format!("POST requests must be Content-Type application/json, got {content_type:?}."),
+                format!(
+                    "POST requests must be Content-Type application/json, got {content_type:?}."
+                ),
             ));
         }
         parse_json_object(&body)?

@@ -183,14 +183,22 @@ pub fn from_query_pairs(pairs: Vec<(String, String)>) -> Result<Map<String, Valu
                         ApiError::invalid(&key, "mixes list indices and field names")
                     })?;
                     if index > items.len() {
-                        return Err(ApiError::invalid(&key, "list indices must start at 0 with no gaps"));
+                        return Err(ApiError::invalid(
+                            &key,
+                            "list indices must start at 0 with no gaps",
+                        ));
                     }
                     if index == items.len() {
                         items.push(fresh());
                     }
                     &mut items[index]
                 }
-                _ => return Err(ApiError::invalid(&key, "is given both as a value and as a container")),
+                _ => {
+                    return Err(ApiError::invalid(
+                        &key,
+                        "is given both as a value and as a container",
+                    ));
+                }
             };
         }
     }
@@ -246,7 +254,10 @@ mod tests {
         let p = Params::new(map, true);
         assert_eq!(p.str_list("DeviceNames").unwrap(), ["a", "b"]);
         assert_eq!(p.i64("Limit").unwrap(), 10);
-        assert_eq!(p.opt_object("Props").unwrap().unwrap().i64("Type").unwrap(), 2);
+        assert_eq!(
+            p.opt_object("Props").unwrap().unwrap().i64("Type").unwrap(),
+            2
+        );
         assert!(from_query_pairs(vec![("L.1".into(), "x".into())]).is_err());
     }
 }

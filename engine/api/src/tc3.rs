@@ -25,9 +25,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = match HmacSha256::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
+    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
+        unreachable!("HMAC-SHA256 takes keys of any length")
     };
     mac.update(msg);
     mac.finalize().into_bytes().into()
@@ -73,7 +72,12 @@ pub fn canonical_request(
     )
 }
 
-pub fn string_to_sign(timestamp: i64, date: &str, service: &str, canonical_request: &str) -> String {
+pub fn string_to_sign(
+    timestamp: i64,
+    date: &str,
+    service: &str,
+    canonical_request: &str,
+) -> String {
     format!(
         "{ALGORITHM}\n{timestamp}\n{date}/{service}/tc3_request\n{}",
         sha256_hex(canonical_request.as_bytes())
@@ -189,7 +193,8 @@ mod tests {
     /// The docs mask the keys with asterisks and compute the signature with them as shown.
     const DOC_SECRET_ID: &str = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3*******";
     const DOC_SECRET_KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3*******";
-    const DOC_PAYLOAD: &str = r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
+    const DOC_PAYLOAD: &str =
+        r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
     const DOC_TIMESTAMP: i64 = 1_551_113_065;
 
     #[test]

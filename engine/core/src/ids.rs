@@ -50,7 +50,9 @@ impl ProductId {
 
     pub fn parse(value: &str) -> Result<Self, IdError> {
         let ok = value.len() == Self::LEN
-            && value.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if ok {
             Ok(Self(value.to_owned()))
         } else {

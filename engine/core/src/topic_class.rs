@@ -132,7 +132,9 @@ pub fn custom_topic_suffix(product_id: &ProductId, topic_name: &str) -> Result<S
         return Err(bad(format!("{topic_name:?} has an empty topic level")));
     }
     if suffix.contains(['+', '#']) {
-        return Err(bad(format!("{topic_name:?} must not contain the wildcards + or #")));
+        return Err(bad(format!(
+            "{topic_name:?} must not contain the wildcards + or #"
+        )));
     }
     if suffix.chars().any(char::is_control) {
         return Err(bad("must not contain control characters".into()));
@@ -178,17 +180,32 @@ mod tests {
             .collect();
         assert!(topics.contains(&"ABCDE12345/d1/event".to_owned()));
         assert!(topics.contains(&"$shadow/operation/result/ABCDE12345/d1".to_owned()));
-        assert!(topics.iter().all(|t| t.contains("ABCDE12345") && t.contains("d1")));
+        assert!(
+            topics
+                .iter()
+                .all(|t| t.contains("ABCDE12345") && t.contains("d1"))
+        );
     }
 
     #[test]
     fn custom_names_accept_both_tencent_forms() {
-        assert_eq!(custom_topic_suffix(&pid(), "custom/up").unwrap(), "custom/up");
+        assert_eq!(
+            custom_topic_suffix(&pid(), "custom/up").unwrap(),
+            "custom/up"
+        );
         assert_eq!(
             custom_topic_suffix(&pid(), "ABCDE12345/${deviceName}/custom/up").unwrap(),
             "custom/up"
         );
-        for bad in ["", "/x", "a//b", "a/+", "a/#", "$sys/x", "OTHER12345/${deviceName}/x"] {
+        for bad in [
+            "",
+            "/x",
+            "a//b",
+            "a/+",
+            "a/#",
+            "$sys/x",
+            "OTHER12345/${deviceName}/x",
+        ] {
             assert!(custom_topic_suffix(&pid(), bad).is_err(), "{bad}");
         }
         assert!(custom_topic_suffix(&pid(), &"x".repeat(200)).is_err());

@@ -10,7 +10,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "eddy", version, about, propagate_version = true)]
 pub struct Cli {
     /// Configuration file (TOML). Defaults are embedded; see `eddy config default`.
-    #[arg(long, short = 'c', global = true, env = "EDDY_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "EDDY_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -51,7 +57,12 @@ pub struct ApiArgs {
     #[arg(long, env = "EDDY_SECRET_ID", requires = "secret_key")]
     pub secret_id: Option<String>,
     /// API SecretKey (prefer the EDDY_SECRET_KEY variable: arguments show in `ps`)
-    #[arg(long, env = "EDDY_SECRET_KEY", hide_env_values = true, requires = "secret_id")]
+    #[arg(
+        long,
+        env = "EDDY_SECRET_KEY",
+        hide_env_values = true,
+        requires = "secret_id"
+    )]
     pub secret_key: Option<String>,
     /// Print the API's JSON response instead of a table.
     #[arg(long)]

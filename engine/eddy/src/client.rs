@@ -55,11 +55,13 @@ impl Credentials {
             secret_id: String,
             secret_key: String,
         }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ClientError::Setup(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ClientError::Setup(format!("cannot read {}: {e}", path.display())))?;
         let file: File = serde_json::from_str(&text).map_err(|e| {
-            ClientError::Setup(format!("{} is not an Eddy credentials file: {e}", path.display()))
+            ClientError::Setup(format!(
+                "{} is not an Eddy credentials file: {e}",
+                path.display()
+            ))
         })?;
         Ok(Self::new(file.secret_id, file.secret_key))
     }
@@ -145,7 +147,10 @@ impl ApiClient {
             .send()
             .await
             .map_err(|source| self.transport(source))?;
-        let text = response.text().await.map_err(|source| self.transport(source))?;
+        let text = response
+            .text()
+            .await
+            .map_err(|source| self.transport(source))?;
         parse_response(&self.endpoint, &text)
     }
 

@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn env_keys_map_to_kebab_paths() {
         assert_eq!(env_key_to_path("DATA_DIR"), "data-dir");
-        assert_eq!(env_key_to_path("API__ADMIN_SECRET_ID"), "api.admin-secret-id");
+        assert_eq!(
+            env_key_to_path("API__ADMIN_SECRET_ID"),
+            "api.admin-secret-id"
+        );
         assert_eq!(env_key_to_path("MQTT__LISTEN"), "mqtt.listen");
     }
 

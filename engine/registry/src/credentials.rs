@@ -11,8 +11,8 @@ use eddy_core::{DeviceId, ProductId, SecretString, secret::secret};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -157,14 +157,20 @@ mod tests {
         let a = generate_device_psk();
         let b = generate_device_psk();
         assert_ne!(a.expose_secret(), b.expose_secret());
-        assert_eq!(decode_psk("DevicePsk", a.expose_secret()).unwrap().len(), 16);
+        assert_eq!(
+            decode_psk("DevicePsk", a.expose_secret()).unwrap().len(),
+            16
+        );
     }
 
     #[test]
     fn defined_psk_must_be_base64() {
         assert!(decode_psk("DefinedPsk", "bm90IGEgcmVhbCBrZXk=").is_ok());
         let err = decode_psk("DefinedPsk", "not base64!").unwrap_err();
-        assert!(err.to_string().starts_with("DefinedPsk: must be base64"), "{err}");
+        assert!(
+            err.to_string().starts_with("DefinedPsk: must be base64"),
+            "{err}"
+        );
         assert!(decode_psk("DefinedPsk", "").is_err());
         assert!(decode_psk("DefinedPsk", &"A".repeat(300)).is_err());
     }

@@ -37,12 +37,12 @@ fn backend(err: sqlx::Error) -> StoreError {
 
 /// Maps a unique-constraint failure to [`StoreError::Conflict`], naming the clashing key.
 fn conflict_or_backend(err: sqlx::Error, name_of: impl Fn(&str) -> &'static str) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            return StoreError::Conflict {
-                what: name_of(db.message()),
-            };
-        }
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict {
+            what: name_of(db.message()),
+        };
     }
     StoreError::Backend(err)
 }
@@ -165,7 +165,8 @@ impl SqliteStore {
     }
 
     fn push_device_filter(qb: &mut QueryBuilder<'_, Sqlite>, product: &str, f: &DeviceFilter) {
-        qb.push(" WHERE product_id = ").push_bind(product.to_owned());
+        qb.push(" WHERE product_id = ")
+            .push_bind(product.to_owned());
         if let Some(name) = &f.name_contains {
             qb.push(" AND device_name LIKE ")
                 .push_bind(like_escape(name))
@@ -245,14 +246,13 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        let rows = sqlx::query(
-            "SELECT * FROM products ORDER BY created_at, rowid LIMIT ? OFFSET ?",
-        )
-        .bind(to_i64(page.limit))
-        .bind(to_i64(page.offset))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT * FROM products ORDER BY created_at, rowid LIMIT ? OFFSET ?")
+                .bind(to_i64(page.limit))
+                .bind(to_i64(page.offset))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Paged {
             total: u64::try_from(total).unwrap_or(0),
@@ -536,14 +536,12 @@ impl Store for SqliteStore {
     }
 
     async fn generated_api_key(&self) -> Result<Option<ApiKeyRecord>> {
-        sqlx::query(
-            "SELECT * FROM api_keys WHERE origin = 'generated' ORDER BY created_at LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(Self::api_key_from_row)
-        .transpose()
+        sqlx::query("SELECT * FROM api_keys WHERE origin = 'generated' ORDER BY created_at LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(Self::api_key_from_row)
+            .transpose()
     }
 }

@@ -46,7 +46,10 @@ fn device_fields(d: &DeviceRecord) -> Value {
     })
 }
 
-pub(super) async fn create(registry: &Registry, p: &Params) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn create(
+    registry: &Registry,
+    p: &Params,
+) -> Result<Map<String, Value>, ApiError> {
     let product_id = p.str("ProductId")?;
     let name = p.str("DeviceName")?;
     let defined_psk = p.opt_str("DefinedPsk")?.map(secret);
@@ -129,7 +132,10 @@ pub(super) async fn list(registry: &Registry, p: &Params) -> Result<Map<String, 
     })))
 }
 
-pub(super) async fn delete(registry: &Registry, p: &Params) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn delete(
+    registry: &Registry,
+    p: &Params,
+) -> Result<Map<String, Value>, ApiError> {
     let product_id = p.str("ProductId")?;
     let name = p.str("DeviceName")?;
     p.ignore(&["Skey"]);

@@ -48,7 +48,10 @@ fn info(p: &ProductRecord) -> Value {
     })
 }
 
-pub(super) async fn create(registry: &Registry, p: &Params) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn create(
+    registry: &Registry,
+    p: &Params,
+) -> Result<Map<String, Value>, ApiError> {
     let name = ProductName::parse(&p.str("ProductName")?)?;
     // Tencent: "EncryptionType … 如不填写，默认值是1" (certificate) when absent.
     let mut new = NewProduct::new(name, EncryptionType::Certificate);
@@ -128,7 +131,10 @@ pub(super) async fn list(registry: &Registry, p: &Params) -> Result<Map<String, 
     })))
 }
 
-pub(super) async fn delete(registry: &Registry, p: &Params) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn delete(
+    registry: &Registry,
+    p: &Params,
+) -> Result<Map<String, Value>, ApiError> {
     let id = p.str("ProductId")?;
     p.ignore(&["Skey"]);
     p.finish()?;

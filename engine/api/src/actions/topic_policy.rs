@@ -18,7 +18,10 @@ fn refuse_broker_subscribe(p: &Params) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(super) async fn create(registry: &Registry, p: &Params) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn create(
+    registry: &Registry,
+    p: &Params,
+) -> Result<Map<String, Value>, ApiError> {
     let product_id = p.str("ProductId")?;
     let topic = p.str("TopicName")?;
     let privilege = p.i64("Privilege")?;
@@ -30,7 +33,10 @@ pub(super) async fn create(registry: &Registry, p: &Params) -> Result<Map<String
     Ok(Map::new())
 }
 
-pub(super) async fn update(registry: &Registry, p: &Params) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn update(
+    registry: &Registry,
+    p: &Params,
+) -> Result<Map<String, Value>, ApiError> {
     let product_id = p.str("ProductId")?;
     let topic = p.str("TopicName")?;
     let new_topic = p.opt_str("NewTopicName")?;

@@ -92,7 +92,11 @@ pub async fn product(config: &Config, command: ProductCommand) -> anyhow::Result
                 }),
             )
             .await?;
-            Ok(if api.json { pretty(&out) } else { fields(&out, PRODUCT_FIELDS) })
+            Ok(if api.json {
+                pretty(&out)
+            } else {
+                fields(&out, PRODUCT_FIELDS)
+            })
         }
         ProductCommand::List { offset, limit, api } => {
             let client = client(config, &api)?;
@@ -128,8 +132,17 @@ pub async fn product(config: &Config, command: ProductCommand) -> anyhow::Result
         }
         ProductCommand::Show { product_id, api } => {
             let client = client(config, &api)?;
-            let out = call(&client, "DescribeProduct", json!({ "ProductId": product_id })).await?;
-            Ok(if api.json { pretty(&out) } else { fields(&out, PRODUCT_FIELDS) })
+            let out = call(
+                &client,
+                "DescribeProduct",
+                json!({ "ProductId": product_id }),
+            )
+            .await?;
+            Ok(if api.json {
+                pretty(&out)
+            } else {
+                fields(&out, PRODUCT_FIELDS)
+            })
         }
         ProductCommand::Delete { product_id, api } => {
             let client = client(config, &api)?;
@@ -180,8 +193,17 @@ pub async fn device(config: &Config, command: DeviceCommand) -> anyhow::Result<S
             if api.json {
                 return Ok(pretty(&out));
             }
-            let mut text = fields(&out, &[("DeviceName", "/DeviceName"), ("DevicePsk", "/DevicePsk")]);
-            for (label, key) in [("certificate", "DeviceCert"), ("private key (not stored by the hub: keep it now)", "DevicePrivateKey")] {
+            let mut text = fields(
+                &out,
+                &[("DeviceName", "/DeviceName"), ("DevicePsk", "/DevicePsk")],
+            );
+            for (label, key) in [
+                ("certificate", "DeviceCert"),
+                (
+                    "private key (not stored by the hub: keep it now)",
+                    "DevicePrivateKey",
+                ),
+            ] {
                 let pem = cell(out.get(key));
                 if !pem.is_empty() {
                     text.push_str(&format!("\n{label}:\n{pem}"));
@@ -241,7 +263,11 @@ pub async fn device(config: &Config, command: DeviceCommand) -> anyhow::Result<S
                 json!({ "ProductId": product_id, "DeviceName": device_name }),
             )
             .await?;
-            Ok(if api.json { pretty(&out) } else { fields(&out, DEVICE_FIELDS) })
+            Ok(if api.json {
+                pretty(&out)
+            } else {
+                fields(&out, DEVICE_FIELDS)
+            })
         }
         DeviceCommand::Delete {
             product_id,
