@@ -13,7 +13,12 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
 /// Environment variables the CLI reads for itself; the config loader skips them.
-pub const CLI_ENV_VARS: &[&str] = &["EDDY_ENDPOINT", "EDDY_SECRET_ID", "EDDY_SECRET_KEY"];
+pub const CLI_ENV_VARS: &[&str] = &[
+    "EDDY_CONFIG",
+    "EDDY_ENDPOINT",
+    "EDDY_SECRET_ID",
+    "EDDY_SECRET_KEY",
+];
 
 /// The whole configuration.
 #[derive(Debug, Deserialize)]
