@@ -75,8 +75,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     // Devices.
     async fn insert_device(&self, device: &DeviceRecord) -> Result<()>;
-    async fn device(&self, product: &ProductId, name: &DeviceName)
-    -> Result<Option<DeviceRecord>>;
+    async fn device(&self, product: &ProductId, name: &DeviceName) -> Result<Option<DeviceRecord>>;
     async fn list_devices(
         &self,
         product: &ProductId,

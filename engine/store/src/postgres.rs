@@ -1,12 +1,15 @@
 //! The PostgreSQL store, for hubs whose nodes share one database.
 //!
-//! It mirrors [`SqliteStore`](crate::SqliteStore) statement for statement, so the two
-//! behave the same behind [`Store`] (the conformance tests in `tests/conformance.rs` run
-//! one suite against both). Where PostgreSQL differs from SQLite by default the schema or
-//! the queries compensate:
+//! It mirrors [`SqliteStore`](crate::SqliteStore) query for query (only
+//! `set_devices_enabled` uses one statement instead of a loop), so the two behave the same
+//! behind [`Store`]: the conformance tests in `tests/conformance.rs` run one suite against
+//! both. Where PostgreSQL differs from SQLite by default, the schema or the queries
+//! compensate:
 //!
-//! - identifier columns use the `"C"` collation, so listings sort bytewise like SQLite's
-//!   `BINARY` collation whatever the database's locale;
+//! - products and devices have a `seq` identity column, as SQLite's schema does, so listings
+//!   break `created_at` ties by insertion order;
+//! - identifier columns use the `"C"` collation, so they compare and sort bytewise like
+//!   SQLite's `BINARY` collation whatever the database's locale;
 //! - the device name filter folds ASCII case only, like SQLite's `LIKE`;
 //! - listings read their count and their page in one `REPEATABLE READ` snapshot, as a
 //!   SQLite read transaction does, so `total` matches the rows it was counted with;
@@ -55,12 +58,12 @@ fn conflict_or_backend(
     err: sqlx::Error,
     name_of: impl Fn(Option<&str>) -> &'static str,
 ) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            return StoreError::Conflict {
-                what: name_of(db.constraint()),
-            };
-        }
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict {
+            what: name_of(db.constraint()),
+        };
     }
     StoreError::Backend(err)
 }
@@ -94,6 +97,8 @@ impl PgStore {
     /// applies migrations. The URL is never logged: it may carry a password.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url).map_err(backend)?;
+        // Every hub node holds a pool of its own: eight connections serve concurrent API
+        // requests while a dozen nodes stay under PostgreSQL's default of 100.
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -180,7 +185,8 @@ impl PgStore {
     }
 
     fn push_device_filter(qb: &mut QueryBuilder<'_, Postgres>, product: &str, f: &DeviceFilter) {
-        qb.push(" WHERE product_id = ").push_bind(product.to_owned());
+        qb.push(" WHERE product_id = ")
+            .push_bind(product.to_owned());
         if let Some(name) = &f.name_contains {
             qb.push(" AND lower(device_name COLLATE \"C\") LIKE ")
                 .push_bind(like_pattern(name))
@@ -255,19 +261,22 @@ impl Store for PgStore {
     }
 
     async fn list_products(&self, page: Page) -> Result<Paged<ProductRecord>> {
-        let mut tx = self.pool.begin_with(BEGIN_SNAPSHOT).await.map_err(backend)?;
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_SNAPSHOT)
+            .await
+            .map_err(backend)?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        let rows = sqlx::query(
-            "SELECT * FROM products ORDER BY created_at, product_id LIMIT $1 OFFSET $2",
-        )
-        .bind(to_i64(page.limit))
-        .bind(to_i64(page.offset))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT * FROM products ORDER BY created_at, seq LIMIT $1 OFFSET $2")
+                .bind(to_i64(page.limit))
+                .bind(to_i64(page.offset))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Paged {
             total: u64::try_from(total).unwrap_or(0),
@@ -295,12 +304,11 @@ impl Store for PgStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(DeleteProduct::NotFound);
         }
-        let devices: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE product_id = $1")
-                .bind(id.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
+        let devices: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE product_id = $1")
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
         if devices > 0 {
             tx.rollback().await.map_err(backend)?;
             return Ok(DeleteProduct::HasDevices);
@@ -377,7 +385,11 @@ impl Store for PgStore {
         filter: &DeviceFilter,
         page: Page,
     ) -> Result<Paged<DeviceRecord>> {
-        let mut tx = self.pool.begin_with(BEGIN_SNAPSHOT).await.map_err(backend)?;
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_SNAPSHOT)
+            .await
+            .map_err(backend)?;
         let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM devices");
         Self::push_device_filter(&mut count, product.as_str(), filter);
         let total: i64 = count
@@ -388,7 +400,7 @@ impl Store for PgStore {
         let mut select = QueryBuilder::<Postgres>::new("SELECT * FROM devices");
         Self::push_device_filter(&mut select, product.as_str(), filter);
         select
-            .push(" ORDER BY created_at, device_name LIMIT ")
+            .push(" ORDER BY created_at, seq LIMIT ")
             .push_bind(to_i64(page.limit))
             .push(" OFFSET ")
             .push_bind(to_i64(page.offset));
@@ -565,14 +577,12 @@ impl Store for PgStore {
     }
 
     async fn generated_api_key(&self) -> Result<Option<ApiKeyRecord>> {
-        sqlx::query(
-            "SELECT * FROM api_keys WHERE origin = 'generated' ORDER BY created_at LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(Self::api_key_from_row)
-        .transpose()
+        sqlx::query("SELECT * FROM api_keys WHERE origin = 'generated' ORDER BY created_at, secret_id LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(Self::api_key_from_row)
+            .transpose()
     }
 }

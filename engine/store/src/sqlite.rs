@@ -246,13 +246,12 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        let rows =
-            sqlx::query("SELECT * FROM products ORDER BY created_at, rowid LIMIT ? OFFSET ?")
-                .bind(to_i64(page.limit))
-                .bind(to_i64(page.offset))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
+        let rows = sqlx::query("SELECT * FROM products ORDER BY created_at, seq LIMIT ? OFFSET ?")
+            .bind(to_i64(page.limit))
+            .bind(to_i64(page.offset))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Paged {
             total: u64::try_from(total).unwrap_or(0),
@@ -264,30 +263,29 @@ impl Store for SqliteStore {
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<DeleteProduct> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // One statement, so no read-then-write transaction can meet a concurrent writer
+        // (SQLite would fail such an upgrade with SQLITE_BUSY instead of waiting).
+        let done = sqlx::query(
+            "DELETE FROM products WHERE product_id = ?1
+                AND NOT EXISTS (SELECT 1 FROM devices WHERE product_id = ?1)",
+        )
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 1 {
+            return Ok(DeleteProduct::Deleted);
+        }
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM products WHERE product_id = ?")
             .bind(id.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        if exists.is_none() {
-            return Ok(DeleteProduct::NotFound);
-        }
-        let devices: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE product_id = ?")
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if devices > 0 {
-            return Ok(DeleteProduct::HasDevices);
-        }
-        sqlx::query("DELETE FROM products WHERE product_id = ?")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(DeleteProduct::Deleted)
+        Ok(if exists.is_some() {
+            DeleteProduct::HasDevices
+        } else {
+            DeleteProduct::NotFound
+        })
     }
 
     async fn update_product_registration(
@@ -364,7 +362,7 @@ impl Store for SqliteStore {
         let mut select = QueryBuilder::<Sqlite>::new("SELECT * FROM devices");
         Self::push_device_filter(&mut select, product.as_str(), filter);
         select
-            .push(" ORDER BY created_at, rowid LIMIT ")
+            .push(" ORDER BY created_at, seq LIMIT ")
             .push_bind(to_i64(page.limit))
             .push(" OFFSET ")
             .push_bind(to_i64(page.offset));
@@ -536,7 +534,7 @@ impl Store for SqliteStore {
     }
 
     async fn generated_api_key(&self) -> Result<Option<ApiKeyRecord>> {
-        sqlx::query("SELECT * FROM api_keys WHERE origin = 'generated' ORDER BY created_at LIMIT 1")
+        sqlx::query("SELECT * FROM api_keys WHERE origin = 'generated' ORDER BY created_at, secret_id LIMIT 1")
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?

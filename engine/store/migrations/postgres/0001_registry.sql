@@ -3,12 +3,16 @@
 --
 -- The PostgreSQL twin of migrations/sqlite/0001_registry.sql: same tables, columns, keys
 -- and checks. SQLite's 64-bit INTEGER is BIGINT here and its 0/1 flags are BOOLEAN.
--- Identifier columns use the "C" collation so that ordering (ORDER BY product_id,
--- device_name, suffix) is bytewise like SQLite's BINARY, whatever the database's locale.
+-- Identifier columns use the "C" collation so that they compare and sort (ORDER BY suffix)
+-- bytewise like SQLite's BINARY, whatever the database's locale.
 -- Unique constraints are named because the store tells "product name" from "product id"
 -- clashes by constraint name.
+--
+-- Products and devices carry a `seq` identity column (SQLite: INTEGER PRIMARY KEY) so that
+-- both stores list in insertion order when created_at ties: `ORDER BY created_at, seq`.
 
 CREATE TABLE products (
+    seq              BIGINT  GENERATED ALWAYS AS IDENTITY,
     product_id       TEXT COLLATE "C" NOT NULL,
     product_name     TEXT COLLATE "C" NOT NULL,
     description      TEXT    NOT NULL DEFAULT '',
@@ -27,6 +31,7 @@ CREATE TABLE products (
 );
 
 CREATE TABLE devices (
+    seq              BIGINT  GENERATED ALWAYS AS IDENTITY,
     product_id       TEXT COLLATE "C" NOT NULL
                      REFERENCES products (product_id) ON DELETE RESTRICT,
     device_name      TEXT COLLATE "C" NOT NULL,

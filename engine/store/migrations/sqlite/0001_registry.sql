@@ -1,8 +1,11 @@
 -- Registry: products, devices and their credentials, topic policies, API keys.
 -- Timestamps are Unix seconds. Secrets are stored as given (HMAC verification needs them).
+-- `seq` (an alias of SQLite's rowid, which VACUUM keeps because it is declared) orders
+-- listings by insertion when created_at ties.
 
 CREATE TABLE products (
-    product_id       TEXT    PRIMARY KEY,
+    seq              INTEGER PRIMARY KEY,
+    product_id       TEXT    NOT NULL UNIQUE,
     product_name     TEXT    NOT NULL UNIQUE,
     description      TEXT    NOT NULL DEFAULT '',
     encryption_type  INTEGER NOT NULL CHECK (encryption_type IN (1, 2)),
@@ -18,6 +21,7 @@ CREATE TABLE products (
 ) STRICT;
 
 CREATE TABLE devices (
+    seq              INTEGER PRIMARY KEY,
     product_id       TEXT    NOT NULL REFERENCES products (product_id) ON DELETE RESTRICT,
     device_name      TEXT    NOT NULL,
     psk              TEXT,
@@ -32,7 +36,7 @@ CREATE TABLE devices (
     firmware_version TEXT    NOT NULL DEFAULT '',
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
-    PRIMARY KEY (product_id, device_name)
+    UNIQUE (product_id, device_name)
 ) STRICT;
 
 CREATE TABLE topic_policies (
