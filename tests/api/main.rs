@@ -10,6 +10,7 @@ mod support;
 mod auth;
 mod devices;
 mod errors;
+mod postgres;
 mod products;
 mod restart;
 mod topic_policies;

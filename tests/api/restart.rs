@@ -107,7 +107,13 @@ async fn configured_admin_key_and_env_overrides() {
         &[
             ("EDDY_API__ADMIN_SECRET_ID", "AKIDconfiguredadmin"),
             ("EDDY_API__ADMIN_SECRET_KEY", "configured-admin-secret-key"),
+            ("EDDY_NOT_A_SETTING", "1"),
         ],
+    );
+    assert!(
+        hub.log().contains("EDDY_NOT_A_SETTING"),
+        "a stray EDDY_ variable is reported, not silently dropped:\n{}",
+        hub.log()
     );
     assert!(
         !hub.data_dir.join("admin-credentials.json").exists(),

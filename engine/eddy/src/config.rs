@@ -12,13 +12,16 @@ use serde::Deserialize;
 /// The fully commented default configuration, printed by `eddy config default`.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
-/// Environment variables the CLI reads for itself; the config loader skips them.
+/// Environment variables the CLI reads for itself (never reported as ignored).
 pub const CLI_ENV_VARS: &[&str] = &[
     "EDDY_CONFIG",
     "EDDY_ENDPOINT",
     "EDDY_SECRET_ID",
     "EDDY_SECRET_KEY",
 ];
+
+/// The top-level keys; an `EDDY_*` variable outside them is not configuration.
+const TOP_LEVEL_KEYS: &[&str] = &["data-dir", "api", "store", "mqtt", "log"];
 
 /// The whole configuration.
 #[derive(Debug, Deserialize)]
@@ -28,10 +31,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The management API.
     pub api: ApiConfig,
+    /// Where the registry is stored.
+    pub store: StoreConfig,
     /// The MQTT listener (used by the broker, issue B).
     pub mqtt: MqttConfig,
     /// Logging.
     pub log: LogConfig,
+    /// `EDDY_*` variables that name no top-level key and were left out (`serve` warns).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +51,14 @@ pub struct ApiConfig {
     pub admin_secret_id: Option<String>,
     /// Bootstrap admin SecretKey.
     pub admin_secret_key: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreConfig {
+    /// A PostgreSQL URL; when absent the registry is SQLite under `data-dir`. Held as a
+    /// secret because it may carry a password.
+    pub postgres_url: Option<SecretString>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +89,12 @@ fn env_key_to_path(key: &str) -> String {
         .join(".")
 }
 
+/// Whether a dotted key path falls under one of the configuration's top-level keys.
+fn is_config_path(path: &str) -> bool {
+    let top = path.split('.').next().unwrap_or_default();
+    TOP_LEVEL_KEYS.contains(&top)
+}
+
 impl Config {
     /// Loads defaults, then `file` (which must exist when given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -86,12 +108,15 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
+        // Variables under a known top-level key are configuration, checked as strictly as
+        // the file; others (the CLI's own, test harness settings, typos of a top-level
+        // key) are left out and reported by `serve` as a warning.
         let env = Env::prefixed("EDDY_").filter_map(|key| {
-            let full = format!("EDDY_{}", key.as_str().to_ascii_uppercase());
-            (!CLI_ENV_VARS.contains(&full.as_str())).then(|| env_key_to_path(key.as_str()).into())
+            let path = env_key_to_path(key.as_str());
+            is_config_path(&path).then(|| path.into())
         });
         figment = figment.merge(env);
-        let config: Config = figment.extract().map_err(|err| {
+        let mut config: Config = figment.extract().map_err(|err| {
             ConfigError(
                 err.into_iter()
                     .map(|e| format!("  - {e}"))
@@ -100,6 +125,15 @@ impl Config {
             )
         })?;
         config.validate()?;
+        config.ignored_env = std::env::vars_os()
+            .filter_map(|(key, _)| key.into_string().ok())
+            .filter(|key| {
+                key.strip_prefix("EDDY_").is_some_and(|rest| {
+                    !CLI_ENV_VARS.contains(&key.as_str()) && !is_config_path(&env_key_to_path(rest))
+                })
+            })
+            .collect();
+        config.ignored_env.sort();
         Ok(config)
     }
 
@@ -141,12 +175,24 @@ mod tests {
     }
 
     #[test]
+    fn only_known_sections_are_configuration() {
+        assert!(is_config_path("data-dir"));
+        assert!(
+            is_config_path("api.bogus"),
+            "a typo inside a section is still checked"
+        );
+        assert!(!is_config_path("test-postgres-url"));
+        assert!(!is_config_path("endpoint"));
+    }
+
+    #[test]
     fn embedded_defaults_load_and_hold_the_documented_values() {
         let config: Config = Figment::from(Toml::string(DEFAULT_TOML)).extract().unwrap();
         assert_eq!(config.data_dir, PathBuf::from("./eddy-data"));
         assert_eq!(config.api.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(config.mqtt.listen.to_string(), "0.0.0.0:1883");
         assert!(config.api.admin_secret_id.is_none());
+        assert!(config.store.postgres_url.is_none());
         assert_eq!(config.log.level, "info");
     }
 

@@ -99,8 +99,10 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url).map_err(backend)?;
         // Every hub node holds a pool of its own: eight connections serve concurrent API
         // requests while a dozen nodes stay under PostgreSQL's default of 100.
+        // A server that is still starting gets a few seconds; a wrong URL fails soon.
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(options)
             .await
             .map_err(backend)?;

@@ -5,29 +5,26 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use eddy_api::ApiState;
-use eddy_store::{SqliteStore, Store};
+use eddy_core::secret::ExposeSecret as _;
+use eddy_store::{PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    for key in &config.ignored_env {
+        tracing::warn!(
+            variable = %key,
+            "ignoring an EDDY_ environment variable that names no configuration key"
+        );
+    }
     // The data dir holds device keys and the admin key: only its owner may read it.
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let db = config.database_path();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db)
-            .await
-            .with_context(|| format!("opening the registry database {}", db.display()))?,
-    );
-    tracing::info!(
-        path = %db.display(),
-        schema_version = store.schema_version().await?,
-        "registry store open"
-    );
+    let store = open_store(&config).await?;
     super::admin_key::ensure(&config, store.as_ref()).await?;
 
     let listener = TcpListener::bind(config.api.listen)
@@ -47,6 +44,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("serving the API")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The registry store the config asks for: PostgreSQL when a URL is set, else SQLite.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match &config.store.postgres_url {
+        Some(url) => Arc::new(
+            PgStore::connect(url.expose_secret())
+                .await
+                .context("connecting to the PostgreSQL registry (store.postgres-url)")?,
+        ),
+        None => {
+            let db = config.database_path();
+            Arc::new(
+                SqliteStore::open(&db)
+                    .await
+                    .with_context(|| format!("opening the registry database {}", db.display()))?,
+            )
+        }
+    };
+    let backend = if config.store.postgres_url.is_some() {
+        "postgresql".to_owned()
+    } else {
+        config.database_path().display().to_string()
+    };
+    tracing::info!(%backend, schema_version = store.schema_version().await?, "registry store open");
+    Ok(store)
 }
 
 async fn shutdown_signal() {
