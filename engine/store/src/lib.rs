@@ -14,6 +14,7 @@
 
 mod model;
 mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;

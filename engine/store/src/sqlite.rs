@@ -9,18 +9,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eddy_core::secret::{ExposeSecret, secret};
+use eddy_core::secret::ExposeSecret;
 use eddy_core::time::unix_now;
-use eddy_core::{DeviceName, EncryptionType, ProductId, ProductName};
+use eddy_core::{DeviceName, EncryptionType, ProductId};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
+use crate::rows::{self, backend, contains_pattern, to_i64};
 use crate::{
-    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeleteProduct, DeviceFilter, DeviceRecord, Page, Paged,
-    ProductRecord, Result, Store, StoreError, TopicPolicyRecord,
+    ApiKeyRecord, DeleteProduct, DeviceFilter, DeviceRecord, Page, Paged, ProductRecord, Result,
+    Store, StoreError, TopicPolicyRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -29,10 +29,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-fn backend(err: sqlx::Error) -> StoreError {
-    StoreError::Backend(err)
 }
 
 /// Maps a unique-constraint failure to [`StoreError::Conflict`], naming the clashing key.
@@ -45,27 +41,6 @@ fn conflict_or_backend(err: sqlx::Error, name_of: impl Fn(&str) -> &'static str)
         };
     }
     StoreError::Backend(err)
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn like_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('%');
-    for c in value.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl SqliteStore {
@@ -89,87 +64,12 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    fn product_from_row(row: &SqliteRow) -> Result<ProductRecord> {
-        let id: String = row.try_get("product_id").map_err(backend)?;
-        let name: String = row.try_get("product_name").map_err(backend)?;
-        let encryption: i64 = row.try_get("encryption_type").map_err(backend)?;
-        let ca_cert: Option<String> = row.try_get("ca_cert_pem").map_err(backend)?;
-        let ca_key: Option<String> = row.try_get("ca_key_pem").map_err(backend)?;
-        let secret_value: String = row.try_get("product_secret").map_err(backend)?;
-        Ok(ProductRecord {
-            id: ProductId::parse(&id).map_err(corrupt)?,
-            name: ProductName::parse(&name).map_err(corrupt)?,
-            description: row.try_get("description").map_err(backend)?,
-            encryption: EncryptionType::from_code(&encryption.to_string()).map_err(corrupt)?,
-            product_type: row.try_get("product_type").map_err(backend)?,
-            format: row.try_get("format").map_err(backend)?,
-            region: row.try_get("region").map_err(backend)?,
-            register_type: row.try_get("register_type").map_err(backend)?,
-            register_limit: row.try_get("register_limit").map_err(backend)?,
-            secret: secret(secret_value),
-            ca: match (ca_cert, ca_key) {
-                (Some(cert_pem), Some(key_pem)) => Some(CaRecord {
-                    cert_pem,
-                    key_pem: secret(key_pem),
-                }),
-                _ => None,
-            },
-            created_at: row.try_get("created_at").map_err(backend)?,
-        })
-    }
-
-    fn device_from_row(row: &SqliteRow) -> Result<DeviceRecord> {
-        let product: String = row.try_get("product_id").map_err(backend)?;
-        let name: String = row.try_get("device_name").map_err(backend)?;
-        let psk: Option<String> = row.try_get("psk").map_err(backend)?;
-        Ok(DeviceRecord {
-            product_id: ProductId::parse(&product).map_err(corrupt)?,
-            name: DeviceName::parse(&name).map_err(corrupt)?,
-            psk: psk.map(secret),
-            cert_pem: row.try_get("cert_pem").map_err(backend)?,
-            enabled: row.try_get("enabled").map_err(backend)?,
-            online: row.try_get("online").map_err(backend)?,
-            first_online_at: row.try_get("first_online_at").map_err(backend)?,
-            login_at: row.try_get("login_at").map_err(backend)?,
-            last_offline_at: row.try_get("last_offline_at").map_err(backend)?,
-            client_ip: row.try_get("client_ip").map_err(backend)?,
-            log_level: row.try_get("log_level").map_err(backend)?,
-            firmware_version: row.try_get("firmware_version").map_err(backend)?,
-            created_at: row.try_get("created_at").map_err(backend)?,
-            updated_at: row.try_get("updated_at").map_err(backend)?,
-        })
-    }
-
-    fn policy_from_row(row: &SqliteRow) -> Result<TopicPolicyRecord> {
-        let product: String = row.try_get("product_id").map_err(backend)?;
-        Ok(TopicPolicyRecord {
-            product_id: ProductId::parse(&product).map_err(corrupt)?,
-            suffix: row.try_get("suffix").map_err(backend)?,
-            privilege: row.try_get("privilege").map_err(backend)?,
-            created_at: row.try_get("created_at").map_err(backend)?,
-            updated_at: row.try_get("updated_at").map_err(backend)?,
-        })
-    }
-
-    fn api_key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord> {
-        let origin: String = row.try_get("origin").map_err(backend)?;
-        let key: String = row.try_get("secret_key").map_err(backend)?;
-        Ok(ApiKeyRecord {
-            secret_id: row.try_get("secret_id").map_err(backend)?,
-            secret_key: secret(key),
-            origin: ApiKeyOrigin::parse(&origin)
-                .ok_or_else(|| corrupt(format!("unknown API key origin {origin:?}")))?,
-            description: row.try_get("description").map_err(backend)?,
-            created_at: row.try_get("created_at").map_err(backend)?,
-        })
-    }
-
     fn push_device_filter(qb: &mut QueryBuilder<'_, Sqlite>, product: &str, f: &DeviceFilter) {
         qb.push(" WHERE product_id = ")
             .push_bind(product.to_owned());
         if let Some(name) = &f.name_contains {
             qb.push(" AND device_name LIKE ")
-                .push_bind(like_escape(name))
+                .push_bind(contains_pattern(name))
                 .push(" ESCAPE '\\'");
         }
         if let Some(enabled) = f.enabled {
@@ -236,7 +136,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?
             .as_ref()
-            .map(Self::product_from_row)
+            .map(rows::product)
             .transpose()
     }
 
@@ -255,10 +155,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(Paged {
             total: u64::try_from(total).unwrap_or(0),
-            items: rows
-                .iter()
-                .map(Self::product_from_row)
-                .collect::<Result<_>>()?,
+            items: rows.iter().map(rows::product).collect::<Result<_>>()?,
         })
     }
 
@@ -341,7 +238,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?
             .as_ref()
-            .map(Self::device_from_row)
+            .map(rows::device)
             .transpose()
     }
 
@@ -370,10 +267,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(Paged {
             total: u64::try_from(total).unwrap_or(0),
-            items: rows
-                .iter()
-                .map(Self::device_from_row)
-                .collect::<Result<_>>()?,
+            items: rows.iter().map(rows::device).collect::<Result<_>>()?,
         })
     }
 
@@ -499,7 +393,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?
             .iter()
-            .map(Self::policy_from_row)
+            .map(rows::topic_policy)
             .collect()
     }
 
@@ -529,7 +423,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?
             .as_ref()
-            .map(Self::api_key_from_row)
+            .map(rows::api_key)
             .transpose()
     }
 
@@ -539,7 +433,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?
             .as_ref()
-            .map(Self::api_key_from_row)
+            .map(rows::api_key)
             .transpose()
     }
 }
