@@ -3,7 +3,7 @@
 use eddy::client::Credentials;
 use serde_json::json;
 
-use crate::support::{Hub, error_code, now, raw_request, signed_headers, workdir};
+use crate::support::{Hub, create_product, error_code, now, raw_request, signed_headers, workdir};
 
 #[tokio::test]
 async fn signature_failures_get_tencents_codes() {
@@ -123,16 +123,7 @@ async fn signed_get_requests_with_query_parameters() {
     let hub = Hub::start(dir.path());
     let creds = hub.credentials();
     let api = hub.client();
-    let pid = api
-        .call(
-            "CreateProduct",
-            &json!({ "ProductName": "getter", "ProductProperties": { "EncryptionType": "2" } }),
-        )
-        .await
-        .unwrap()["ProductId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pid = create_product(&api, "getter", "2").await;
     for name in ["a", "b"] {
         api.call(
             "CreateDevice",

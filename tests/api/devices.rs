@@ -4,19 +4,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
-use crate::support::{Hub, error_code, workdir};
-
-async fn key_product(api: &eddy::client::ApiClient, name: &str) -> String {
-    api.call(
-        "CreateProduct",
-        &json!({ "ProductName": name, "ProductProperties": { "EncryptionType": "2" } }),
-    )
-    .await
-    .unwrap()["ProductId"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::support::{Hub, create_product, error_code, workdir};
 
 /// The fields and JSON types of Tencent's `DescribeDevice` / `DeviceInfo`.
 const INT_FIELDS: &[&str] = &[
@@ -63,7 +51,7 @@ async fn psk_device_lifecycle() {
     let dir = workdir();
     let hub = Hub::start(dir.path());
     let api = hub.client();
-    let pid = key_product(&api, "meters").await;
+    let pid = create_product(&api, "meters", "2").await;
 
     let created = api
         .call(
@@ -252,7 +240,7 @@ async fn device_pagination_and_filters() {
     let dir = workdir();
     let hub = Hub::start(dir.path());
     let api = hub.client();
-    let pid = key_product(&api, "fleet").await;
+    let pid = create_product(&api, "fleet", "2").await;
     for i in 0..25 {
         api.call(
             "CreateDevice",
@@ -331,16 +319,7 @@ async fn certificate_devices_get_a_certificate_and_key() {
     let dir = workdir();
     let hub = Hub::start(dir.path());
     let api = hub.client();
-    let pid = api
-        .call(
-            "CreateProduct",
-            &json!({ "ProductName": "cams", "ProductProperties": { "EncryptionType": "1" } }),
-        )
-        .await
-        .unwrap()["ProductId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pid = create_product(&api, "cams", "1").await;
     let created = api
         .call(
             "CreateDevice",

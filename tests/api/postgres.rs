@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::support::{Hub, workdir};
+use crate::support::{Hub, create_device, create_product, workdir};
 
 /// The admin URL from `scripts/start-postgres.sh`, or `None` to skip outside CI.
 fn postgres_url() -> Option<String> {
@@ -85,23 +85,8 @@ async fn registry_in_postgresql_survives_kill_9() {
     let env = [("EDDY_STORE__POSTGRES_URL", db.url.as_str())];
     let hub = Hub::start_with(dir.path(), "", &env);
     let api = hub.client();
-    let pid = api
-        .call(
-            "CreateProduct",
-            &json!({ "ProductName": "pg-prod", "ProductProperties": { "EncryptionType": "2" } }),
-        )
-        .await
-        .unwrap()["ProductId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let psk = api
-        .call(
-            "CreateDevice",
-            &json!({ "ProductId": pid, "DeviceName": "d1" }),
-        )
-        .await
-        .unwrap()["DevicePsk"]
+    let pid = create_product(&api, "pg-prod", "2").await;
+    let psk = create_device(&api, &pid, "d1").await["DevicePsk"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use eddy::client::Credentials;
 use serde_json::json;
 
-use crate::support::{Hub, workdir};
+use crate::support::{Hub, create_device, create_product, workdir};
 
 #[tokio::test]
 async fn registry_survives_kill_9() {
@@ -22,23 +22,8 @@ async fn registry_survives_kill_9() {
     assert_eq!(data_mode & 0o077, 0, "the data dir must be private");
 
     let api = hub.client();
-    let pid = api
-        .call(
-            "CreateProduct",
-            &json!({ "ProductName": "durable", "ProductProperties": { "EncryptionType": "2" } }),
-        )
-        .await
-        .unwrap()["ProductId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let psk = api
-        .call(
-            "CreateDevice",
-            &json!({ "ProductId": pid, "DeviceName": "d1" }),
-        )
-        .await
-        .unwrap()["DevicePsk"]
+    let pid = create_product(&api, "durable", "2").await;
+    let psk = create_device(&api, &pid, "d1").await["DevicePsk"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -159,30 +144,12 @@ async fn secrets_never_reach_the_log() {
         .as_str()
         .unwrap()
         .to_owned();
-    let psk = api
-        .call(
-            "CreateDevice",
-            &json!({ "ProductId": pid, "DeviceName": "d" }),
-        )
-        .await
-        .unwrap()["DevicePsk"]
+    let psk = create_device(&api, &pid, "d").await["DevicePsk"]
         .as_str()
         .unwrap()
         .to_owned();
-    let cert_pid = api
-        .call("CreateProduct", &json!({ "ProductName": "quiet-cert" }))
-        .await
-        .unwrap()["ProductId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let key = api
-        .call(
-            "CreateDevice",
-            &json!({ "ProductId": cert_pid, "DeviceName": "c" }),
-        )
-        .await
-        .unwrap()["DevicePrivateKey"]
+    let cert_pid = create_product(&api, "quiet-cert", "1").await;
+    let key = create_device(&api, &cert_pid, "c").await["DevicePrivateKey"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -1,22 +1,13 @@
 use serde_json::{Value, json};
 
-use crate::support::{Hub, error_code, workdir};
+use crate::support::{Hub, create_product, error_code, workdir};
 
 #[tokio::test]
 async fn topic_policy_lifecycle() {
     let dir = workdir();
     let hub = Hub::start(dir.path());
     let api = hub.client();
-    let pid = api
-        .call(
-            "CreateProduct",
-            &json!({ "ProductName": "lamps", "ProductProperties": { "EncryptionType": "2" } }),
-        )
-        .await
-        .unwrap()["ProductId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pid = create_product(&api, "lamps", "2").await;
 
     // Both of Tencent's TopicName forms.
     api.call(

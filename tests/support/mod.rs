@@ -139,6 +139,35 @@ impl Drop for Hub {
     }
 }
 
+/// Creates a product whose devices use keys (`EncryptionType "2"`, or `"1"` for
+/// certificates) and returns its ProductId.
+pub async fn create_product(api: &ApiClient, name: &str, encryption: &str) -> String {
+    let created = api
+        .call(
+            "CreateProduct",
+            &serde_json::json!({
+                "ProductName": name,
+                "ProductProperties": { "EncryptionType": encryption },
+            }),
+        )
+        .await
+        .expect("CreateProduct");
+    created["ProductId"]
+        .as_str()
+        .expect("ProductId is a string")
+        .to_owned()
+}
+
+/// Creates a device and returns the `CreateDevice` response.
+pub async fn create_device(api: &ApiClient, product_id: &str, name: &str) -> Value {
+    api.call(
+        "CreateDevice",
+        &serde_json::json!({ "ProductId": product_id, "DeviceName": name }),
+    )
+    .await
+    .expect("CreateDevice")
+}
+
 /// The error code of a failed call; panics on success.
 pub fn error_code(result: Result<Value, ClientError>) -> String {
     match result {
