@@ -5,6 +5,7 @@
 //! Eddy crate and does no I/O: it owns names, validation and small pure helpers.
 //!
 //! - [`ids`]: `ProductId`, `ProductName`, `DeviceName`, `DeviceId` with Tencent's rules.
+//! - [`topic`]: validated MQTT topic names and filters, matching and coverage.
 //! - [`topic_class`]: per-product topic permission classes (Tencent's default classes and
 //!   custom ones) and their `${deviceName}` templates.
 //! - [`credential`]: how a product's devices authenticate and register.
@@ -15,9 +16,11 @@ pub mod credential;
 pub mod ids;
 pub mod secret;
 pub mod time;
+pub mod topic;
 pub mod topic_class;
 
 pub use credential::{EncryptionType, RegisterType};
 pub use ids::{DeviceId, DeviceName, IdError, ProductId, ProductName};
 pub use secret::SecretString;
+pub use topic::{Topic, TopicError, TopicFilter};
 pub use topic_class::{Privilege, TopicClass};
