@@ -24,6 +24,7 @@ pub fn eddy_bin() -> &'static str {
 }
 
 /// A running hub. Dropping it kills the process.
+#[derive(Debug)]
 pub struct Hub {
     child: Child,
     /// Holds config, data dir and log; kept for the life of the test.
@@ -32,6 +33,8 @@ pub struct Hub {
     pub config_path: PathBuf,
     pub log_path: PathBuf,
     pub endpoint: String,
+    /// The MQTT listener, `127.0.0.1:PORT`.
+    pub mqtt_addr: std::net::SocketAddr,
 }
 
 /// A fresh directory for one hub (and its restarts).
@@ -84,16 +87,21 @@ impl Hub {
         let mut child = command.spawn().expect("spawn eddy serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
-        // Reads the hub's stdout for its whole life, so the pipe never fills up.
+        // Reads the hub's stdout for its whole life, so the pipe never fills up. The API
+        // line comes last, once every listener is up.
         std::thread::spawn(move || {
+            let mut mqtt = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("eddy: mqtt listening on ") {
+                    mqtt = addr.parse().ok();
+                }
                 if let Some(url) = line.strip_prefix("eddy: api listening on ") {
-                    let _ = tx.send(url.to_owned());
+                    let _ = tx.send((url.to_owned(), mqtt));
                 }
             }
         });
-        let Ok(endpoint) = rx.recv_timeout(START_TIMEOUT) else {
+        let Ok((endpoint, Some(mqtt_addr))) = rx.recv_timeout(START_TIMEOUT) else {
             let _ = child.kill();
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("eddy serve did not report its API address; its log:\n{log}");
@@ -105,6 +113,7 @@ impl Hub {
             config_path,
             log_path,
             endpoint,
+            mqtt_addr,
         }
     }
 

@@ -1,16 +1,181 @@
 //! # eddy-broker — transport → auth/ACL/limits → router
 //!
-//! The MQTT broker core (issue B). Built so far, as pure, tested modules the transport
-//! will call:
+//! The MQTT broker core (issue B), on tokio with rmqtt-codec as the wire codec (MQTT 3.1
+//! "MQIsdp", 3.1.1 and 5.0, version detected at CONNECT).
 //!
-//! - [`device_auth`]: Tencent's key authentication — the `${ClientId};${sdkappid};
-//!   ${connid};${expiry}` username and the HMAC-SHA1/HMAC-SHA256 password.
-//! - [`acl`]: a device's permissions, from its product's topic classes expanded with its
-//!   own identity; wildcard subscriptions only where every reachable topic is permitted.
+//! ```text
+//! TcpListener ─accept─► connection::serve (one task per client)
+//!   handshake: version → CONNECT → device_auth (Tencent key) → CONNACK
+//!   reader task: PUBLISH ─acl─► Broker::route ─► router (trie) ─► subscriber mailboxes
+//!   writer task: mailbox (acks + routed messages) ─► one flush per burst
+//! ```
 //!
-//! Still to come (see ARCHITECTURE.md): the TCP listener on rmqtt-codec, sessions, the
-//! router, durable offline queues, limits and device status. This crate will never import
-//! the rule engine: accepted messages leave through a trait in `eddy-core`.
+//! Built so far: Tencent key devices over plain TCP, QoS 0 and 1, topic ACL from the
+//! product's topic classes, wildcard subscriptions, kick on a duplicate ClientId, the
+//! 1.5 × keepalive idle limit, device online/offline reported to the registry.
+//! Not yet (issue B continues): persistent sessions and durable offline queues, QoS 2,
+//! retained and will messages, generic (non-Tencent) clients, rate limits, metrics.
+//! This crate never imports the rule engine or the store: the registry is reached through
+//! [`DeviceDirectory`], implemented by the `eddy` binary.
 
 pub mod acl;
+mod connection;
 pub mod device_auth;
+mod directory;
+mod router;
+mod settings;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use eddy_core::{DeviceId, Message, QoS};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+pub use directory::{DeviceDirectory, DeviceEntry, DirectoryError};
+pub use router::Router;
+pub use settings::BrokerSettings;
+
+use crate::connection::ToWriter;
+
+/// Why a connection ended before or outside its session.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectionError {
+    #[error("malformed packet: {0}")]
+    Decode(String),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("I/O: {0}")]
+    Io(String),
+}
+
+/// Counters the broker keeps (exported as metrics later).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub publish_refused: AtomicU64,
+    /// Messages for a subscriber whose connection went away while routing.
+    pub dropped_no_connection: AtomicU64,
+}
+
+/// A device came online (`online_from` its IP) or went offline.
+#[derive(Debug)]
+pub(crate) struct StatusEvent {
+    pub device: DeviceId,
+    pub online_from: Option<String>,
+    /// Told once the registry has recorded the event.
+    pub recorded: Option<oneshot::Sender<()>>,
+}
+
+/// The broker: settings, the registry it authenticates against, the router.
+#[derive(Debug)]
+pub struct Broker {
+    pub settings: BrokerSettings,
+    pub directory: Arc<dyn DeviceDirectory>,
+    pub router: Router,
+    pub stats: Stats,
+    /// Online/offline events, applied to the registry one at a time in the order the
+    /// router saw them (so a reconnect's "online" can never be overtaken by the old
+    /// connection's "offline"). At most two events per connection are ever queued.
+    status: mpsc::UnboundedSender<StatusEvent>,
+    status_inbox: Mutex<Option<mpsc::UnboundedReceiver<StatusEvent>>>,
+}
+
+impl Broker {
+    pub fn new(settings: BrokerSettings, directory: Arc<dyn DeviceDirectory>) -> Arc<Self> {
+        let (status, inbox) = mpsc::unbounded_channel();
+        Arc::new(Self {
+            settings,
+            directory,
+            router: Router::default(),
+            stats: Stats::default(),
+            status,
+            status_inbox: Mutex::new(Some(inbox)),
+        })
+    }
+
+    pub(crate) fn record_status(&self, event: StatusEvent) {
+        // Fails only once the broker is shutting down; the registry then keeps its state.
+        let _ = self.status.send(event);
+    }
+
+    /// Applies status events to the registry in order.
+    async fn record_statuses(
+        directory: Arc<dyn DeviceDirectory>,
+        mut inbox: mpsc::UnboundedReceiver<StatusEvent>,
+    ) {
+        while let Some(event) = inbox.recv().await {
+            let result = match &event.online_from {
+                Some(ip) => directory.device_online(&event.device, ip).await,
+                None => directory.device_offline(&event.device).await,
+            };
+            if let Err(err) = result {
+                tracing::error!(error = %err, device = %event.device, "recording the device status failed");
+            }
+            if let Some(recorded) = event.recorded {
+                let _ = recorded.send(());
+            }
+        }
+    }
+
+    /// Delivers an accepted message to every matching subscriber, waiting for room in
+    /// their mailboxes (back-pressure) rather than dropping.
+    pub async fn route(&self, message: &Arc<Message>) {
+        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        for (client, sub_qos) in self.router.subscribers(&message.topic) {
+            let Some(mailbox) = self.router.mailbox(&client) else {
+                self.stats
+                    .dropped_no_connection
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let qos = message.qos.min(sub_qos).min(QoS::AtLeastOnce);
+            let delivery = ToWriter::Deliver {
+                message: message.clone(),
+                qos,
+            };
+            if mailbox.send(delivery).await.is_ok() {
+                self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.stats
+                    .dropped_no_connection
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Accepts MQTT connections on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let inbox = self
+            .status_inbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(inbox) = inbox {
+            tokio::spawn(Self::record_statuses(self.directory.clone(), inbox));
+        }
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(connection::serve(self.clone(), stream, peer));
+                    }
+                    Err(err) => {
+                        // Out of file descriptors and the like: keep serving the others.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::task::yield_now().await;
+                    }
+                },
+            }
+        }
+    }
+}

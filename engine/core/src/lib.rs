@@ -9,11 +9,13 @@
 //! - [`topic_class`]: per-product topic permission classes (Tencent's default classes and
 //!   custom ones) and their `${deviceName}` templates.
 //! - [`credential`]: how a product's devices authenticate and register.
+//! - [`message`]: an accepted message and its QoS, as stages after the transport see it.
 //! - [`secret`]: secrets that never print.
 //! - [`time`]: unix-time helpers used for stored timestamps.
 
 pub mod credential;
 pub mod ids;
+pub mod message;
 pub mod secret;
 pub mod time;
 pub mod topic;
@@ -21,6 +23,7 @@ pub mod topic_class;
 
 pub use credential::{EncryptionType, RegisterType};
 pub use ids::{DeviceId, DeviceName, IdError, ProductId, ProductName};
+pub use message::{Message, QoS};
 pub use secret::SecretString;
 pub use topic::{Topic, TopicError, TopicFilter};
 pub use topic_class::{Privilege, TopicClass};

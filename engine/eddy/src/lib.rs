@@ -11,3 +11,4 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod directory;

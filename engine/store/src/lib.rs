@@ -98,6 +98,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         name: &DeviceName,
         psk_base64: &str,
     ) -> Result<bool>;
+    /// Records a connection: online, `login_at`, the client's IP, and the first-online
+    /// time if it has none. False when the device does not exist.
+    async fn device_connected(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        client_ip: &str,
+        at: i64,
+    ) -> Result<bool>;
+    /// Records the end of a connection: offline, `last_offline_at`.
+    async fn device_disconnected(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        at: i64,
+    ) -> Result<bool>;
     /// Returns the device to "never activated": offline, login history cleared.
     async fn reset_device_state(&self, product: &ProductId, name: &DeviceName) -> Result<bool>;
 

@@ -376,6 +376,47 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn device_connected(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        client_ip: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE devices SET online = TRUE, login_at = $1, client_ip = $2,
+                first_online_at = COALESCE(first_online_at, $1), updated_at = $1
+             WHERE product_id = $3 AND device_name = $4",
+        )
+        .bind(at)
+        .bind(client_ip)
+        .bind(product.as_str())
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn device_disconnected(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        at: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE devices SET online = FALSE, last_offline_at = $1, updated_at = $1
+             WHERE product_id = $2 AND device_name = $3",
+        )
+        .bind(at)
+        .bind(product.as_str())
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn reset_device_state(&self, product: &ProductId, name: &DeviceName) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE devices SET online = FALSE, first_online_at = NULL, login_at = NULL,

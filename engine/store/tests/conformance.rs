@@ -783,6 +783,61 @@ async fn device_psk_and_reset(store: &dyn Store) {
     );
 }
 
+async fn connection_state(store: &dyn Store) {
+    store
+        .insert_product(&product("CONNPROD01", "conn-state", 1))
+        .await
+        .unwrap();
+    let d = device("CONNPROD01", "sensor", 100);
+    store.insert_device(&d).await.unwrap();
+    let state = |d: &DeviceRecord| d.online_state();
+    let got = store.device(&d.product_id, &d.name).await.unwrap().unwrap();
+    assert_eq!(state(&got), OnlineState::Inactive);
+
+    assert!(
+        store
+            .device_connected(&d.product_id, &d.name, "192.0.2.7", 200)
+            .await
+            .unwrap()
+    );
+    let got = store.device(&d.product_id, &d.name).await.unwrap().unwrap();
+    assert_eq!(state(&got), OnlineState::Online);
+    assert_eq!(got.login_at, Some(200));
+    assert_eq!(got.first_online_at, Some(200));
+    assert_eq!(got.client_ip.as_deref(), Some("192.0.2.7"));
+
+    assert!(
+        store
+            .device_disconnected(&d.product_id, &d.name, 250)
+            .await
+            .unwrap()
+    );
+    store
+        .device_connected(&d.product_id, &d.name, "192.0.2.8", 300)
+        .await
+        .unwrap();
+    store
+        .device_disconnected(&d.product_id, &d.name, 350)
+        .await
+        .unwrap();
+    let got = store.device(&d.product_id, &d.name).await.unwrap().unwrap();
+    assert_eq!(state(&got), OnlineState::Offline);
+    assert_eq!(
+        got.first_online_at,
+        Some(200),
+        "the first connection is kept"
+    );
+    assert_eq!(got.login_at, Some(300));
+    assert_eq!(got.last_offline_at, Some(350));
+    assert_eq!(got.client_ip.as_deref(), Some("192.0.2.8"));
+    assert!(
+        !store
+            .device_connected(&d.product_id, &dn("ghost"), "192.0.2.9", 400)
+            .await
+            .unwrap()
+    );
+}
+
 async fn delete_product_with_devices(store: &dyn Store) {
     let id = pid("DELPROD001");
     store
@@ -1252,6 +1307,7 @@ conformance!(
     device_filters_and_pagination,
     set_devices_enabled,
     device_psk_and_reset,
+    connection_state,
     delete_product_with_devices,
     topic_policies,
     api_keys,

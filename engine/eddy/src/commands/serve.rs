@@ -1,15 +1,18 @@
-//! `eddy serve`: open the store, ensure an admin key, serve the API until SIGINT/SIGTERM.
+//! `eddy serve`: open the store, ensure an admin key, serve the MQTT broker and the API
+//! until SIGINT/SIGTERM.
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use eddy_api::ApiState;
+use eddy_broker::{Broker, BrokerSettings};
 use eddy_core::secret::ExposeSecret as _;
 use eddy_store::{PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::directory::StoreDirectory;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     for key in &config.ignored_env {
@@ -27,21 +30,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     super::admin_key::ensure(&config, store.as_ref()).await?;
 
+    let mqtt = TcpListener::bind(config.mqtt.listen)
+        .await
+        .with_context(|| format!("binding the MQTT listener to {}", config.mqtt.listen))?;
+    let mqtt_addr = mqtt.local_addr()?;
     let listener = TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("binding the API listener to {}", config.api.listen))?;
     let addr = listener.local_addr()?;
-    // A stable line on stdout: scripts and tests read the bound address from it.
+    // Stable lines on stdout: scripts and tests read the bound addresses from them. The
+    // API line comes last: when it is printed, every listener is up.
+    println!("eddy: mqtt listening on {mqtt_addr}");
     println!("eddy: api listening on http://{addr}");
     tracing::info!(%addr, "cloud API listening");
-    tracing::info!(
-        listen = %config.mqtt.listen,
-        "the MQTT broker is not built yet (issue B); [mqtt] listen is reserved for it"
-    );
+    tracing::info!(addr = %mqtt_addr, "MQTT listening");
 
-    eddy_api::serve(listener, ApiState::new(store), shutdown_signal())
-        .await
-        .context("serving the API")?;
+    let broker = Broker::new(
+        BrokerSettings::default(),
+        Arc::new(StoreDirectory::new(store.clone())),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut broker_stop = stop_rx.clone();
+    let broker_task = tokio::spawn(broker.serve(mqtt, async move {
+        let _ = broker_stop.wait_for(|stop| *stop).await;
+    }));
+    let api = eddy_api::serve(listener, ApiState::new(store), async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    api.await.context("serving the API")?;
+    let _ = broker_task.await;
     tracing::info!("stopped");
     Ok(())
 }

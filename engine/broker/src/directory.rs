@@ -1,0 +1,30 @@
+//! How the broker learns who a device is, and tells the registry when it comes and goes.
+//! The `eddy` binary implements [`DeviceDirectory`] over the registry; the broker never
+//! touches the store itself.
+
+use eddy_core::{DeviceId, SecretString, TopicClass};
+
+/// What the broker needs to admit a device.
+#[derive(Debug, Clone)]
+pub struct DeviceEntry {
+    /// Base64 PSK of a key device; `None` for certificate devices.
+    pub psk_base64: Option<SecretString>,
+    pub enabled: bool,
+    /// The product's topic classes: Tencent's defaults and the custom ones.
+    pub classes: Vec<TopicClass>,
+}
+
+/// The directory failed (the store is down…). The CONNECT gets "server unavailable".
+#[derive(Debug, thiserror::Error)]
+#[error("device directory: {0}")]
+pub struct DirectoryError(pub String);
+
+#[async_trait::async_trait]
+pub trait DeviceDirectory: Send + Sync + std::fmt::Debug + 'static {
+    /// The device's credentials and permissions; `None` when it does not exist.
+    async fn device(&self, id: &DeviceId) -> Result<Option<DeviceEntry>, DirectoryError>;
+    /// The device connected from `client_ip`.
+    async fn device_online(&self, id: &DeviceId, client_ip: &str) -> Result<(), DirectoryError>;
+    /// The device's connection ended.
+    async fn device_offline(&self, id: &DeviceId) -> Result<(), DirectoryError>;
+}
