@@ -1,0 +1,304 @@
+//! The reader task: inbound packets, the topic ACL, routing, the replies.
+
+use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use eddy_core::time::unix_now_ms;
+use eddy_core::{Message, Topic, TopicFilter};
+use futures::StreamExt as _;
+use futures::stream::SplitStream;
+use rmqtt_codec::types::QoS as WireQoS;
+use rmqtt_codec::{MqttPacket, v3, v5};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Broker;
+
+use super::{Admitted, Io, ToWriter, core_qos};
+
+/// Decoded, protocol-neutral inbound packets.
+enum Inbound {
+    Publish {
+        topic: ByteString,
+        payload: Bytes,
+        qos: WireQoS,
+        retain: bool,
+        packet_id: Option<NonZeroU16>,
+    },
+    PubAck(NonZeroU16),
+    Subscribe {
+        packet_id: NonZeroU16,
+        filters: Vec<(ByteString, WireQoS)>,
+    },
+    Unsubscribe {
+        packet_id: NonZeroU16,
+        filters: Vec<ByteString>,
+    },
+    Ping,
+    Disconnect,
+    Other(&'static str),
+}
+
+fn inbound(packet: MqttPacket) -> Inbound {
+    match packet {
+        MqttPacket::V3(p) => match p {
+            v3::Packet::Publish(p) => Inbound::Publish {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                packet_id: p.packet_id,
+            },
+            v3::Packet::PublishAck { packet_id } => Inbound::PubAck(packet_id),
+            v3::Packet::Subscribe {
+                packet_id,
+                topic_filters,
+            } => Inbound::Subscribe {
+                packet_id,
+                filters: topic_filters,
+            },
+            v3::Packet::Unsubscribe {
+                packet_id,
+                topic_filters,
+            } => Inbound::Unsubscribe {
+                packet_id,
+                filters: topic_filters,
+            },
+            v3::Packet::PingRequest => Inbound::Ping,
+            v3::Packet::Disconnect => Inbound::Disconnect,
+            _ => Inbound::Other("unexpected packet"),
+        },
+        MqttPacket::V5(p) => match p {
+            v5::Packet::Publish(p) => Inbound::Publish {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                packet_id: p.packet_id,
+            },
+            v5::Packet::PublishAck(a) => Inbound::PubAck(a.packet_id),
+            v5::Packet::Subscribe(s) => Inbound::Subscribe {
+                packet_id: s.packet_id,
+                filters: s
+                    .topic_filters
+                    .into_iter()
+                    .map(|(f, o)| (f, o.qos))
+                    .collect(),
+            },
+            v5::Packet::Unsubscribe(u) => Inbound::Unsubscribe {
+                packet_id: u.packet_id,
+                filters: u.topic_filters,
+            },
+            v5::Packet::PingRequest => Inbound::Ping,
+            v5::Packet::Disconnect(_) => Inbound::Disconnect,
+            _ => Inbound::Other("unexpected packet"),
+        },
+        MqttPacket::Version(_) => Inbound::Other("unexpected packet"),
+    }
+}
+
+/// Reads until the client leaves, is kicked, times out or breaks the protocol; returns the
+/// DISCONNECT reason a v5 client should get.
+pub(super) async fn read_loop(
+    broker: &Broker,
+    mut stream: SplitStream<Io>,
+    mailbox: &mpsc::Sender<ToWriter>,
+    mut kick: oneshot::Receiver<()>,
+    client: &Admitted,
+) -> Option<v5::DisconnectReasonCode> {
+    // Tencent: disconnect after 1.5 × keepalive of silence; 0 disables the check.
+    let idle_limit =
+        (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
+    loop {
+        let next = async {
+            match idle_limit {
+                Some(limit) => tokio::time::timeout(limit, stream.next()).await.ok(),
+                None => Some(stream.next().await),
+            }
+        };
+        let item = tokio::select! {
+            _ = &mut kick => return Some(v5::DisconnectReasonCode::SessionTakenOver),
+            item = next => item,
+        };
+        let packet = match item {
+            None => {
+                tracing::debug!(client_id = %client.client_id, "keepalive expired");
+                return Some(v5::DisconnectReasonCode::KeepAliveTimeout);
+            }
+            Some(None) => return None,
+            Some(Some(Err(err))) => {
+                tracing::info!(client_id = %client.client_id, error = ?err, "malformed packet: closing");
+                return Some(v5::ToReasonCode::to_reason_code(&err));
+            }
+            Some(Some(Ok((packet, _)))) => packet,
+        };
+        let reply = match inbound(packet) {
+            Inbound::Publish {
+                topic,
+                payload,
+                qos,
+                retain,
+                packet_id,
+            } => publish(broker, client, &topic, payload, qos, retain, packet_id).await,
+            Inbound::PubAck(id) => {
+                let _ = mailbox.send(ToWriter::Acked(id)).await;
+                None
+            }
+            Inbound::Subscribe { packet_id, filters } => {
+                Some(subscribe(broker, client, packet_id, &filters))
+            }
+            Inbound::Unsubscribe { packet_id, filters } => {
+                for filter in &filters {
+                    if let Ok(filter) = TopicFilter::parse(filter) {
+                        broker.router.unsubscribe(&client.client_id, &filter);
+                        client.subscriptions.remove(&filter);
+                    }
+                }
+                Some(if client.v5 {
+                    MqttPacket::V5(v5::Packet::UnsubscribeAck(v5::UnsubscribeAck {
+                        packet_id,
+                        properties: Vec::new(),
+                        reason_string: None,
+                        status: filters
+                            .iter()
+                            .map(|_| v5::UnsubscribeAckReason::Success)
+                            .collect(),
+                    }))
+                } else {
+                    MqttPacket::V3(v3::Packet::UnsubscribeAck { packet_id })
+                })
+            }
+            Inbound::Ping => Some(if client.v5 {
+                MqttPacket::V5(v5::Packet::PingResponse)
+            } else {
+                MqttPacket::V3(v3::Packet::PingResponse)
+            }),
+            Inbound::Disconnect => return None,
+            Inbound::Other(what) => {
+                tracing::info!(client_id = %client.client_id, what, "protocol violation: closing");
+                return Some(v5::DisconnectReasonCode::ProtocolError);
+            }
+        };
+        if let Some(reply) = reply
+            && mailbox.send(ToWriter::Packet(reply)).await.is_err()
+        {
+            return None;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish(
+    broker: &Broker,
+    client: &Admitted,
+    topic: &str,
+    payload: Bytes,
+    qos: WireQoS,
+    retain: bool,
+    packet_id: Option<NonZeroU16>,
+) -> Option<MqttPacket> {
+    let allowed = Topic::parse(topic)
+        .ok()
+        .filter(|t| client.permissions.may_publish(t));
+    let ack = |refused: bool| -> Option<MqttPacket> {
+        let packet_id = packet_id?;
+        match qos {
+            WireQoS::AtMostOnce => None,
+            // QoS 2 from devices is refused below; Tencent devices use QoS 0 and 1.
+            WireQoS::AtLeastOnce | WireQoS::ExactlyOnce => Some(if client.v5 {
+                MqttPacket::V5(v5::Packet::PublishAck(v5::PublishAck {
+                    packet_id,
+                    reason_code: if refused {
+                        v5::PublishAckReason::NotAuthorized
+                    } else {
+                        v5::PublishAckReason::Success
+                    },
+                    properties: Vec::new(),
+                    reason_string: None,
+                }))
+            } else {
+                // MQTT 3 has no refusal in PUBACK: ack so the device does not resend
+                // forever; the refusal is logged and counted.
+                MqttPacket::V3(v3::Packet::PublishAck { packet_id })
+            }),
+        }
+    };
+    let Some(topic) = allowed else {
+        tracing::info!(client_id = %client.client_id, topic, "PUBLISH refused by the topic ACL");
+        broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);
+        return ack(true);
+    };
+    if qos == WireQoS::ExactlyOnce {
+        tracing::info!(client_id = %client.client_id, "QoS 2 is not served to devices yet");
+        broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);
+        return ack(true);
+    }
+    let message = Arc::new(Message {
+        topic,
+        payload,
+        qos: core_qos(qos),
+        retain,
+        publisher: client.client_id.to_string(),
+        received_at_ms: unix_now_ms(),
+    });
+    broker.route(&message).await;
+    ack(false)
+}
+
+fn subscribe(
+    broker: &Broker,
+    client: &Admitted,
+    packet_id: NonZeroU16,
+    filters: &[(ByteString, WireQoS)],
+) -> MqttPacket {
+    let mut granted = Vec::with_capacity(filters.len());
+    for (raw, qos) in filters {
+        let filter = TopicFilter::parse(raw)
+            .ok()
+            .filter(|f| client.permissions.may_subscribe(f));
+        // Tencent devices get at most QoS 1.
+        let qos = (*qos).min(WireQoS::AtLeastOnce);
+        match filter {
+            Some(filter) => {
+                broker
+                    .router
+                    .subscribe(&client.client_id, &filter, core_qos(qos));
+                client.subscriptions.insert(filter);
+                granted.push(Some(qos));
+            }
+            None => {
+                tracing::info!(client_id = %client.client_id, filter = %raw, "SUBSCRIBE refused by the topic ACL");
+                granted.push(None);
+            }
+        }
+    }
+    if client.v5 {
+        MqttPacket::V5(v5::Packet::SubscribeAck(v5::SubscribeAck {
+            packet_id,
+            properties: Vec::new(),
+            reason_string: None,
+            status: granted
+                .into_iter()
+                .map(|g| match g {
+                    Some(WireQoS::AtMostOnce) => v5::SubscribeAckReason::GrantedQos0,
+                    Some(_) => v5::SubscribeAckReason::GrantedQos1,
+                    None => v5::SubscribeAckReason::NotAuthorized,
+                })
+                .collect(),
+        }))
+    } else {
+        MqttPacket::V3(v3::Packet::SubscribeAck {
+            packet_id,
+            status: granted
+                .into_iter()
+                .map(|g| match g {
+                    Some(q) => v3::SubscribeReturnCode::Success(q),
+                    None => v3::SubscribeReturnCode::Failure,
+                })
+                .collect(),
+        })
+    }
+}
