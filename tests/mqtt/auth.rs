@@ -6,7 +6,7 @@ use rumqttc::{ConnectReturnCode, ConnectionError, Packet};
 use serde_json::json;
 
 use crate::support::{Hub, create_device, create_product, now, workdir};
-use crate::{Sign, client, connected, credentials, fresh, next_incoming};
+use crate::{Sign, client, connected, credentials, fresh, next_incoming, raw_connect};
 
 fn psk_of(created: &serde_json::Value) -> String {
     created["DevicePsk"].as_str().unwrap().to_owned()
@@ -107,41 +107,6 @@ async fn bad_credentials_get_the_right_connack() {
         ConnectReturnCode::NotAuthorized,
         "disabled device"
     );
-}
-
-/// A CONNECT packet, byte by byte: `level` 3 or 4 (MQTT 3.1 / 3.1.1) or 5 (with an empty
-/// property list), username, password, clean session, keepalive 60 s.
-fn raw_connect(protocol: &[u8], level: u8, creds: &crate::DeviceCredentials) -> Vec<u8> {
-    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
-        out.extend_from_slice(&u16::try_from(bytes.len()).unwrap().to_be_bytes());
-        out.extend_from_slice(bytes);
-    };
-    let mut body = Vec::new();
-    field(&mut body, protocol);
-    body.push(level);
-    body.push(0b1100_0010); // username, password, clean session
-    body.extend_from_slice(&60u16.to_be_bytes());
-    if level == 5 {
-        body.push(0); // no CONNECT properties
-    }
-    field(&mut body, creds.client_id.as_bytes());
-    field(&mut body, creds.username.as_bytes());
-    field(&mut body, creds.password.as_bytes());
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap();
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
 }
 
 /// Sends `packet` and returns the CONNACK's (type byte, body).

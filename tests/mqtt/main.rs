@@ -9,6 +9,7 @@
 mod support;
 
 mod auth;
+mod malformed;
 mod routing;
 
 use std::time::Duration;
@@ -110,4 +111,39 @@ pub async fn connected(hub: &support::Hub, creds: &DeviceCredentials) -> (AsyncC
         other => panic!("expected CONNACK, got {other:?}"),
     }
     (client, eventloop)
+}
+
+/// A CONNECT packet, byte by byte: `level` 3 or 4 (MQTT 3.1 / 3.1.1) or 5 (with an empty
+/// property list), username, password, clean session, keepalive 60 s.
+pub fn raw_connect(protocol: &[u8], level: u8, creds: &DeviceCredentials) -> Vec<u8> {
+    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&u16::try_from(bytes.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    let mut body = Vec::new();
+    field(&mut body, protocol);
+    body.push(level);
+    body.push(0b1100_0010); // username, password, clean session
+    body.extend_from_slice(&60u16.to_be_bytes());
+    if level == 5 {
+        body.push(0); // no CONNECT properties
+    }
+    field(&mut body, creds.client_id.as_bytes());
+    field(&mut body, creds.username.as_bytes());
+    field(&mut body, creds.password.as_bytes());
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut byte = u8::try_from(len % 128).unwrap();
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(&body);
+    packet
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use eddy_core::SecretString;
 use figment::Figment;
@@ -66,6 +67,37 @@ pub struct StoreConfig {
 pub struct MqttConfig {
     /// Address of the plain-TCP MQTT listener.
     pub listen: SocketAddr,
+    /// Longest a client may take from TCP accept to a complete CONNECT.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Largest PUBLISH payload a device may send, in bytes (Tencent: 16 KB).
+    pub max_payload_bytes: u32,
+    /// Largest keepalive a client may ask for (Tencent: 900 s); idle clients are cut after
+    /// 1.5 × their keepalive.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_max: Duration,
+    /// Messages queued for one connection before publishers to it wait (back-pressure).
+    pub outgoing_queue: usize,
+}
+
+impl MqttConfig {
+    /// The broker's settings from this section.
+    pub fn broker_settings(&self) -> Result<eddy_broker::BrokerSettings, ConfigError> {
+        let keepalive_max_secs = u16::try_from(self.keepalive_max.as_secs()).map_err(|_| {
+            ConfigError("  - mqtt.keepalive-max must be at most 65535s (MQTT's limit)".into())
+        })?;
+        if self.outgoing_queue == 0 {
+            return Err(ConfigError(
+                "  - mqtt.outgoing-queue must be at least 1".into(),
+            ));
+        }
+        Ok(eddy_broker::BrokerSettings {
+            max_payload_bytes: self.max_payload_bytes,
+            connect_timeout: self.connect_timeout,
+            keepalive_max_secs,
+            outgoing_queue: self.outgoing_queue,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +157,7 @@ impl Config {
             )
         })?;
         config.validate()?;
+        config.mqtt.broker_settings()?;
         config.ignored_env = std::env::vars_os()
             .filter_map(|(key, _)| key.into_string().ok())
             .filter(|key| {
@@ -191,6 +224,12 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./eddy-data"));
         assert_eq!(config.api.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(config.mqtt.listen.to_string(), "0.0.0.0:1883");
+        let broker = config.mqtt.broker_settings().unwrap();
+        let defaults = eddy_broker::BrokerSettings::default();
+        assert_eq!(broker.max_payload_bytes, defaults.max_payload_bytes);
+        assert_eq!(broker.connect_timeout, defaults.connect_timeout);
+        assert_eq!(broker.keepalive_max_secs, defaults.keepalive_max_secs);
+        assert_eq!(broker.outgoing_queue, defaults.outgoing_queue);
         assert!(config.api.admin_secret_id.is_none());
         assert!(config.store.postgres_url.is_none());
         assert_eq!(config.log.level, "info");

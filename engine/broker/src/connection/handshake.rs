@@ -8,8 +8,10 @@ use eddy_core::DeviceId;
 use eddy_core::secret::ExposeSecret as _;
 use eddy_core::time::unix_now;
 use futures::{SinkExt as _, StreamExt as _};
+use rmqtt_codec::error::DecodeError;
 use rmqtt_codec::version::ProtocolVersion;
 use rmqtt_codec::{MqttCodec, MqttPacket, v3, v5};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::acl::DevicePermissions;
 use crate::device_auth::{AuthError, verify_key_device};
@@ -17,6 +19,19 @@ use crate::router::Subscriptions;
 use crate::{Broker, ConnectionError};
 
 use super::{Admitted, Io};
+
+/// CONNACK, MQTT 3 form, return code 1: unacceptable protocol version.
+const UNACCEPTABLE_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
+
+/// The protocol name and level of the CONNECT at the start of `buf`, if it is all there.
+fn connect_protocol(buf: &[u8]) -> Option<(&[u8], u8)> {
+    // Fixed header byte, then a remaining length of 1–4 bytes.
+    let len_bytes = buf.get(1..)?.iter().position(|b| b & 0x80 == 0)? + 1;
+    let rest = buf.get(1 + len_bytes..)?;
+    let name_len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    let name = rest.get(2..2 + name_len)?;
+    Some((name, *rest.get(2 + name_len)?))
+}
 
 /// The CONNECT fields the broker uses, from either protocol version.
 struct Connect {
@@ -35,9 +50,30 @@ pub(super) async fn handshake(
     let version = match io.next().await {
         Some(Ok((MqttPacket::Version(v), _))) => v,
         Some(Ok(_)) => return Err(ConnectionError::Protocol("expected a CONNECT".into())),
+        Some(Err(DecodeError::InvalidProtocol | DecodeError::UnsupportedProtocolLevel)) => {
+            // A CONNECT for a protocol we do not speak: answer in MQTT 3's form, the one
+            // every client understands (rc 1, unacceptable protocol version), and close.
+            let _ = io.get_mut().write_all(&UNACCEPTABLE_PROTOCOL).await;
+            return Err(ConnectionError::Refused(
+                "unsupported protocol name or level".into(),
+            ));
+        }
         Some(Err(err)) => return Err(ConnectionError::Decode(format!("{err:?}"))),
         None => return Ok(None),
     };
+    // The codec keeps only the level and accepts any name with it; MQTT 3.1 is "MQIsdp"
+    // level 3 and 3.1.1 "MQTT" level 4, and another pairing is refused (rc 1).
+    if version == ProtocolVersion::MQTT3
+        && !matches!(
+            connect_protocol(io.read_buffer()),
+            Some((b"MQIsdp", 3) | (b"MQTT", 4))
+        )
+    {
+        let _ = io.get_mut().write_all(&UNACCEPTABLE_PROTOCOL).await;
+        return Err(ConnectionError::Refused(
+            "protocol name and level do not match".into(),
+        ));
+    }
     let max = broker.settings.max_packet_bytes();
     *io.codec_mut() = match version {
         ProtocolVersion::MQTT3 => MqttCodec::V3(v3::Codec::new(max)),
@@ -89,6 +125,21 @@ pub(super) async fn handshake(
 }
 
 /// Why a CONNECT is refused, by CONNACK code.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_protocol_of_a_connect() {
+        let v31 = [
+            0x10, 0x10, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03, 0x02,
+        ];
+        assert_eq!(super::connect_protocol(&v31), Some((&b"MQIsdp"[..], 3)));
+        let v311 = [0x10, 0x0c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02];
+        assert_eq!(super::connect_protocol(&v311), Some((&b"MQTT"[..], 4)));
+        assert_eq!(super::connect_protocol(&v311[..6]), None, "cut short");
+        assert_eq!(super::connect_protocol(&[0x10]), None);
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
     ClientId,

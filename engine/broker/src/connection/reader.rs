@@ -142,7 +142,15 @@ pub(super) async fn read_loop(
                 qos,
                 retain,
                 packet_id,
-            } => publish(broker, client, &topic, payload, qos, retain, packet_id).await,
+            } => {
+                // A topic name with wildcards or U+0000 (or empty, with no v5 alias) breaks
+                // the protocol: the connection is closed (MQTT 3.1.1 §4.7.3, MQTT 5 0x90).
+                let Ok(topic) = Topic::parse(&topic) else {
+                    tracing::info!(client_id = %client.client_id, topic = %topic, "invalid PUBLISH topic name: closing");
+                    return Some(v5::DisconnectReasonCode::TopicNameInvalid);
+                };
+                publish(broker, client, topic, payload, qos, retain, packet_id).await
+            }
             Inbound::PubAck(id) => {
                 let _ = mailbox.send(ToWriter::Acked(id)).await;
                 None
@@ -194,15 +202,12 @@ pub(super) async fn read_loop(
 async fn publish(
     broker: &Broker,
     client: &Admitted,
-    topic: &str,
+    topic: Topic,
     payload: Bytes,
     qos: WireQoS,
     retain: bool,
     packet_id: Option<NonZeroU16>,
 ) -> Option<MqttPacket> {
-    let allowed = Topic::parse(topic)
-        .ok()
-        .filter(|t| client.permissions.may_publish(t));
     let ack = |refused: bool| -> Option<MqttPacket> {
         let packet_id = packet_id?;
         match qos {
@@ -226,11 +231,11 @@ async fn publish(
             }),
         }
     };
-    let Some(topic) = allowed else {
-        tracing::info!(client_id = %client.client_id, topic, "PUBLISH refused by the topic ACL");
+    if !client.permissions.may_publish(&topic) {
+        tracing::info!(client_id = %client.client_id, %topic, "PUBLISH refused by the topic ACL");
         broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);
         return ack(true);
-    };
+    }
     if qos == WireQoS::ExactlyOnce {
         tracing::info!(client_id = %client.client_id, "QoS 2 is not served to devices yet");
         broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use eddy_api::ApiState;
-use eddy_broker::{Broker, BrokerSettings};
+use eddy_broker::Broker;
 use eddy_core::secret::ExposeSecret as _;
 use eddy_store::{PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -46,7 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %mqtt_addr, "MQTT listening");
 
     let broker = Broker::new(
-        BrokerSettings::default(),
+        config.mqtt.broker_settings()?,
         Arc::new(StoreDirectory::new(store.clone())),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
