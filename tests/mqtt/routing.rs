@@ -103,3 +103,75 @@ async fn own_topics_route_and_others_are_refused() {
     );
     drop(b);
 }
+
+#[tokio::test]
+async fn publish_message_api_reaches_the_device() {
+    let dir = workdir();
+    let hub = Hub::start(dir.path());
+    let api = hub.client();
+    let pid = create_product(&api, "screens", "2").await;
+    let psk = create_device(&api, &pid, "s1").await["DevicePsk"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    create_device(&api, &pid, "s2").await;
+    let error_code = crate::support::error_code;
+
+    let send = |topic: String, payload: &str, encoding: &str| {
+        let api = api.clone();
+        let pid = pid.clone();
+        let payload = payload.to_owned();
+        let encoding = encoding.to_owned();
+        async move {
+            api.call(
+                "PublishMessage",
+                &json!({
+                    "ProductId": pid, "DeviceName": "s1", "Topic": topic,
+                    "Payload": payload, "Qos": 1, "PayloadEncoding": encoding,
+                }),
+            )
+            .await
+        }
+    };
+    let control = format!("{pid}/s1/control");
+    assert_eq!(
+        error_code(send(control.clone(), "x", "").await),
+        "FailedOperation.DeviceOffline"
+    );
+
+    let (device, mut events) = connected(&hub, &fresh(&pid, "s1", &psk)).await;
+    device
+        .subscribe(control.clone(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    match next_incoming(&mut events).await.unwrap() {
+        Packet::SubAck(_) => {}
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    assert_eq!(
+        error_code(send(format!("{pid}/s1/data"), "x", "").await),
+        "FailedOperation.DeviceNoSubscription"
+    );
+    assert_eq!(
+        error_code(send(format!("{pid}/s2/control"), "x", "").await),
+        "FailedOperation.InvalidTopicName",
+        "another device's topic"
+    );
+    assert_eq!(
+        error_code(send(control.clone(), "not base64!", "base64").await),
+        "InvalidParameterValue"
+    );
+
+    send(control.clone(), "plain text", "").await.unwrap();
+    send(control.clone(), "aGVsbG8gZGV2aWNl", "base64")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Packet::Publish(p) = next_incoming(&mut events).await.unwrap() {
+            assert_eq!(p.topic, control);
+            got.push(String::from_utf8(p.payload.to_vec()).unwrap());
+        }
+    }
+    assert_eq!(got, ["plain text", "hello device"]);
+}

@@ -176,6 +176,15 @@ def test_errors_raise_with_tencents_codes(hub):
     req.DeviceName = "missing"
     assert sdk_error(lambda: client.DescribeDevice(req)) == "ResourceNotFound.DeviceNotExist"
 
+    req = models.PublishMessageRequest()
+    req.ProductId = product.ProductId
+    req.DeviceName = "twin"
+    req.Topic = f"{product.ProductId}/twin/control"
+    req.Payload = base64.b64encode(b"{}").decode()
+    req.PayloadEncoding = "base64"
+    req.Qos = 1
+    assert sdk_error(lambda: client.PublishMessage(req)) == "FailedOperation.DeviceOffline"
+
     bad = client_for(hub, secret_key="wrong-key")
     req = models.DescribeProductsRequest()
     assert sdk_error(lambda: bad.DescribeProducts(req)) == "AuthFailure.SignatureFailure"

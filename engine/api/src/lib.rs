@@ -33,6 +33,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
+use eddy_core::Downlink;
 use eddy_registry::Registry;
 use eddy_store::Store;
 use serde_json::{Map, Value};
@@ -48,13 +49,22 @@ pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub registry: Registry,
+    /// The broker, for actions that reach devices (`PublishMessage`); absent when the API
+    /// runs without one, and those actions then answer `FailedOperation`.
+    pub downlink: Option<Arc<dyn Downlink>>,
 }
 
 impl ApiState {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             registry: Registry::new(store),
+            downlink: None,
         }
+    }
+
+    pub fn with_downlink(mut self, downlink: Arc<dyn Downlink>) -> Self {
+        self.downlink = Some(downlink);
+        self
     }
 }
 

@@ -28,7 +28,7 @@ mod settings;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use eddy_core::{DeviceId, Message, QoS};
+use eddy_core::{DeviceId, Downlink, DownlinkOutcome, Message, QoS};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -147,6 +147,33 @@ impl Broker {
         }
     }
 
+    /// Delivers a message to one device's connection if it is subscribed to the topic.
+    async fn deliver_to(&self, device: &DeviceId, message: Message) -> DownlinkOutcome {
+        let client_id = device.client_id();
+        let Some(mailbox) = self.router.mailbox(&client_id) else {
+            return DownlinkOutcome::DeviceOffline;
+        };
+        let Some(sub_qos) = self
+            .router
+            .subscribers(&message.topic)
+            .get(client_id.as_str())
+            .copied()
+        else {
+            return DownlinkOutcome::NoSubscription;
+        };
+        let qos = message.qos.min(sub_qos).min(QoS::AtLeastOnce);
+        let delivery = ToWriter::Deliver {
+            message: Arc::new(message),
+            qos,
+        };
+        if mailbox.send(delivery).await.is_ok() {
+            self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+            DownlinkOutcome::Delivered
+        } else {
+            DownlinkOutcome::DeviceOffline
+        }
+    }
+
     /// Accepts MQTT connections on `listener` until `shutdown` resolves.
     pub async fn serve(
         self: Arc<Self>,
@@ -177,5 +204,12 @@ impl Broker {
                 },
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Downlink for Broker {
+    async fn send_to_device(&self, device: &DeviceId, message: Message) -> DownlinkOutcome {
+        self.deliver_to(device, message).await
     }
 }

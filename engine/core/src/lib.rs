@@ -4,6 +4,7 @@
 //! plugins) and the management plane speak in these types. This crate depends on no other
 //! Eddy crate and does no I/O: it owns names, validation and small pure helpers.
 //!
+//! - [`downlink`]: the trait the API uses to send one device a message.
 //! - [`ids`]: `ProductId`, `ProductName`, `DeviceName`, `DeviceId` with Tencent's rules.
 //! - [`topic`]: validated MQTT topic names and filters, matching and coverage.
 //! - [`topic_class`]: per-product topic permission classes (Tencent's default classes and
@@ -14,6 +15,7 @@
 //! - [`time`]: unix-time helpers used for stored timestamps.
 
 pub mod credential;
+pub mod downlink;
 pub mod ids;
 pub mod message;
 pub mod secret;
@@ -22,6 +24,7 @@ pub mod topic;
 pub mod topic_class;
 
 pub use credential::{EncryptionType, RegisterType};
+pub use downlink::{Downlink, DownlinkOutcome};
 pub use ids::{DeviceId, DeviceName, IdError, ProductId, ProductName};
 pub use message::{Message, QoS};
 pub use secret::SecretString;

@@ -3,6 +3,7 @@
 //! Tencent's names and types (the Python SDK's models are the reference).
 
 mod device;
+mod message;
 mod product;
 mod topic_policy;
 
@@ -33,6 +34,7 @@ pub(crate) async fn dispatch(
         "UpdateDevicesEnableState" => device::set_enable_state(registry, p).await,
         "UpdateDevicePSK" => device::update_psk(registry, p).await,
         "ResetDeviceState" => device::reset_state(registry, p).await,
+        "PublishMessage" => message::publish(state, p).await,
         "CreateTopicPolicy" => topic_policy::create(registry, p).await,
         "UpdateTopicPolicy" => topic_policy::update(registry, p).await,
         "DescribeTopicPolicies" => topic_policy::list(registry, p).await,

@@ -51,10 +51,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut broker_stop = stop_rx.clone();
-    let broker_task = tokio::spawn(broker.serve(mqtt, async move {
+    let broker_task = tokio::spawn(broker.clone().serve(mqtt, async move {
         let _ = broker_stop.wait_for(|stop| *stop).await;
     }));
-    let api = eddy_api::serve(listener, ApiState::new(store), async move {
+    let api_state = ApiState::new(store).with_downlink(broker.clone());
+    let api = eddy_api::serve(listener, api_state, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });

@@ -1,0 +1,21 @@
+//! Messages from the management plane to one device (Tencent's `PublishMessage`): the API
+//! calls this trait, the broker implements it, and neither imports the other.
+
+use crate::{DeviceId, Message};
+
+/// What happened to a downlink message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownlinkOutcome {
+    /// Handed to the device's live connection.
+    Delivered,
+    /// The device has no live connection.
+    DeviceOffline,
+    /// The device is connected but not subscribed to the topic.
+    NoSubscription,
+}
+
+#[async_trait::async_trait]
+pub trait Downlink: Send + Sync + std::fmt::Debug + 'static {
+    /// Delivers `message` to `device` only (never to other subscribers of the topic).
+    async fn send_to_device(&self, device: &DeviceId, message: Message) -> DownlinkOutcome;
+}
