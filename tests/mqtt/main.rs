@@ -131,7 +131,13 @@ pub fn raw_connect(protocol: &[u8], level: u8, creds: &DeviceCredentials) -> Vec
     field(&mut body, creds.client_id.as_bytes());
     field(&mut body, creds.username.as_bytes());
     field(&mut body, creds.password.as_bytes());
-    let mut packet = vec![0x10];
+    with_fixed_header(0x10, &body)
+}
+
+/// A packet: its first byte, the remaining length as MQTT's variable-length integer, then
+/// `body`.
+pub fn with_fixed_header(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut packet = vec![first];
     let mut len = body.len();
     loop {
         let mut byte = u8::try_from(len % 128).unwrap();
@@ -144,6 +150,6 @@ pub fn raw_connect(protocol: &[u8], level: u8, creds: &DeviceCredentials) -> Vec
             break;
         }
     }
-    packet.extend_from_slice(&body);
+    packet.extend_from_slice(body);
     packet
 }

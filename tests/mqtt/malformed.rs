@@ -6,7 +6,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 
 use crate::support::{Hub, create_device, create_product, workdir};
-use crate::{DeviceCredentials, Sign, credentials, raw_connect};
+use crate::{DeviceCredentials, Sign, credentials, raw_connect, with_fixed_header};
 
 /// Reads until the broker closes the connection; returns everything it sent.
 fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
@@ -52,21 +52,7 @@ fn publish_packet(topic: &[u8], payload_len: usize, v5: bool) -> Vec<u8> {
         body.push(0); // no properties
     }
     body.extend(std::iter::repeat_n(b'x', payload_len));
-    let mut packet = vec![0x30]; // PUBLISH QoS 0
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap();
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
+    with_fixed_header(0x30, &body) // PUBLISH, QoS 0
 }
 
 #[test]

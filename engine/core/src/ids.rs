@@ -151,18 +151,9 @@ impl DeviceId {
     }
 }
 
-macro_rules! string_newtype_impls {
+/// Parsing from and converting into `String`, for serde's `try_from`/`into`.
+macro_rules! string_newtype_conversions {
     ($($t:ty),*) => {$(
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&self.0, f)
-            }
-        }
         impl TryFrom<String> for $t {
             type Error = IdError;
             fn try_from(value: String) -> Result<Self, IdError> {
@@ -174,14 +165,10 @@ macro_rules! string_newtype_impls {
                 value.0
             }
         }
-        impl AsRef<str> for $t {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
     )*};
 }
-string_newtype_impls!(ProductId, ProductName, DeviceName);
+string_newtype_display!(ProductId, ProductName, DeviceName);
+string_newtype_conversions!(ProductId, ProductName, DeviceName);
 
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -14,6 +14,28 @@
 //! - [`secret`]: secrets that never print.
 //! - [`time`]: unix-time helpers used for stored timestamps.
 
+/// `Display`, `Debug` and `AsRef<str>` for a newtype over `String` whose field is `.0`:
+/// validated names print as their plain text.
+macro_rules! string_newtype_display {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+
 pub mod credential;
 pub mod downlink;
 pub mod ids;

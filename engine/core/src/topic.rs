@@ -6,8 +6,6 @@
 //! level, `#` only as the whole last level. Neither type knows Tencent's tighter limits
 //! (255 bytes, a number of levels): those are per-device policy, checked by the broker.
 
-use std::fmt;
-
 /// Why a topic or filter was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
@@ -137,26 +135,7 @@ impl TopicFilter {
     }
 }
 
-macro_rules! topic_impls {
-    ($($t:ty),*) => {$(
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&self.0, f)
-            }
-        }
-        impl AsRef<str> for $t {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-    )*};
-}
-topic_impls!(Topic, TopicFilter);
+string_newtype_display!(Topic, TopicFilter);
 
 #[cfg(test)]
 mod tests {
