@@ -128,6 +128,18 @@ fn malformed_input_gets_the_specs_reaction() {
     assert_eq!(sent.first(), Some(&0xE0), "a DISCONNECT: {sent:02x?}");
     assert!(sent.contains(&0x90), "reason 0x90: {sent:02x?}");
 
+    // QoS 2 from a device (Tencent has none): closed, MQTT 5 with 0x9B.
+    let mut s = session(&hub, &creds, 5);
+    let mut qos2 = publish_packet(format!("{pid}/f1/event").as_bytes(), 1, true);
+    qos2[0] = 0x34; // PUBLISH, QoS 2 — needs a packet id after the topic
+    let topic_end = 2 + 2 + format!("{pid}/f1/event").len();
+    qos2.splice(topic_end..topic_end, [0x00, 0x07]);
+    qos2[1] += 2;
+    s.write_all(&qos2).unwrap();
+    let sent = until_closed(&mut s);
+    assert_eq!(sent.first(), Some(&0xE0), "a DISCONNECT: {sent:02x?}");
+    assert!(sent.contains(&0x9B), "reason 0x9B: {sent:02x?}");
+
     // After all that, the broker still serves.
     let mut s = session(&hub, &creds, 4);
     s.write_all(&[0xC0, 0x00]).unwrap();

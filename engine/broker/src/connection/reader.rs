@@ -149,6 +149,13 @@ pub(super) async fn read_loop(
                     tracing::info!(client_id = %client.client_id, topic = %topic, "invalid PUBLISH topic name: closing");
                     return Some(v5::DisconnectReasonCode::TopicNameInvalid);
                 };
+                // Tencent devices have no QoS 2 (§11), and a PUBACK would be the wrong
+                // answer to it: the connection is closed (MQTT 5: 0x9B, QoS not supported).
+                if qos == WireQoS::ExactlyOnce {
+                    tracing::info!(client_id = %client.client_id, "QoS 2 PUBLISH from a device: closing");
+                    broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);
+                    return Some(v5::DisconnectReasonCode::QosNotSupported);
+                }
                 publish(broker, client, topic, payload, qos, retain, packet_id).await
             }
             Inbound::PubAck(id) => {
@@ -212,7 +219,7 @@ async fn publish(
         let packet_id = packet_id?;
         match qos {
             WireQoS::AtMostOnce => None,
-            // QoS 2 from devices is refused below; Tencent devices use QoS 0 and 1.
+            // QoS 2 never gets here: the reader closes the connection on it.
             WireQoS::AtLeastOnce | WireQoS::ExactlyOnce => Some(if client.v5 {
                 MqttPacket::V5(v5::Packet::PublishAck(v5::PublishAck {
                     packet_id,
@@ -233,11 +240,6 @@ async fn publish(
     };
     if !client.permissions.may_publish(&topic) {
         tracing::info!(client_id = %client.client_id, %topic, "PUBLISH refused by the topic ACL");
-        broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);
-        return ack(true);
-    }
-    if qos == WireQoS::ExactlyOnce {
-        tracing::info!(client_id = %client.client_id, "QoS 2 is not served to devices yet");
         broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);
         return ack(true);
     }
