@@ -23,7 +23,7 @@ async fn refused(hub: &Hub, creds: &crate::DeviceCredentials) -> ConnectReturnCo
 #[tokio::test]
 async fn key_devices_connect_in_every_sdk_variant() {
     let dir = workdir();
-    let hub = Hub::start(dir.path());
+    let hub = Hub::start_with(dir.path(), "", crate::NO_CONNECT_INTERVAL);
     let api = hub.client();
     let pid = create_product(&api, "meters", "2").await;
     let psk = psk_of(&create_device(&api, &pid, "m1").await);
@@ -181,7 +181,7 @@ fn mqtt_3_1_mqisdp_connects() {
 #[tokio::test]
 async fn a_second_connection_kicks_the_first() {
     let dir = workdir();
-    let hub = Hub::start(dir.path());
+    let hub = Hub::start_with(dir.path(), "", crate::NO_CONNECT_INTERVAL);
     let api = hub.client();
     let pid = create_product(&api, "twins", "2").await;
     let psk = psk_of(&create_device(&api, &pid, "t1").await);

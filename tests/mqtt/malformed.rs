@@ -59,7 +59,14 @@ fn publish_packet(topic: &[u8], payload_len: usize, v5: bool) -> Vec<u8> {
 fn malformed_input_gets_the_specs_reaction() {
     let dir = workdir();
     // A short CONNECT deadline so the half-open case ends quickly.
-    let hub = Hub::start_with(dir.path(), "", &[("EDDY_MQTT__CONNECT_TIMEOUT", "2s")]);
+    let hub = Hub::start_with(
+        dir.path(),
+        "",
+        &[
+            ("EDDY_MQTT__CONNECT_TIMEOUT", "2s"),
+            ("EDDY_MQTT__DEVICE_CONNECT_INTERVAL", "0s"),
+        ],
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (pid, psk) = runtime.block_on(async {
         let api = hub.client();

@@ -57,6 +57,8 @@ pub struct Stats {
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
     pub publish_refused: AtomicU64,
+    /// Messages dropped because a device exceeded its message rate (up or down).
+    pub dropped_rate: AtomicU64,
     /// Messages for a subscriber whose connection went away while routing.
     pub dropped_no_connection: AtomicU64,
 }
@@ -82,6 +84,8 @@ pub struct Broker {
     /// connection's "offline"). At most two events per connection are ever queued.
     status: mpsc::UnboundedSender<StatusEvent>,
     status_inbox: Mutex<Option<mpsc::UnboundedReceiver<StatusEvent>>>,
+    /// When each device last connected successfully (one entry per device ever seen).
+    last_connect: Mutex<std::collections::HashMap<DeviceId, std::time::Instant>>,
 }
 
 impl Broker {
@@ -94,7 +98,30 @@ impl Broker {
             stats: Stats::default(),
             status,
             status_inbox: Mutex::new(Some(inbox)),
+            last_connect: Mutex::default(),
         })
+    }
+
+    /// Whether `device` may connect now (at most once per `device_connect_interval`);
+    /// records the attempt when it may.
+    pub(crate) fn connect_allowed(&self, device: &DeviceId) -> bool {
+        let interval = self.settings.device_connect_interval;
+        if interval.is_zero() {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        let mut last = self
+            .last_connect
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last
+            .get(device)
+            .is_some_and(|at| now.duration_since(*at) < interval)
+        {
+            return false;
+        }
+        last.insert(device.clone(), now);
+        true
     }
 
     pub(crate) fn record_status(&self, event: StatusEvent) {

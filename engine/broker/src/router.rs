@@ -112,6 +112,14 @@ impl Subscriptions {
         lock(&self.0).remove(filter);
     }
 
+    pub fn contains(&self, filter: &TopicFilter) -> bool {
+        lock(&self.0).contains(filter)
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+
     fn take(&self) -> HashSet<TopicFilter> {
         std::mem::take(&mut *lock(&self.0))
     }

@@ -12,6 +12,19 @@ pub struct BrokerSettings {
     pub keepalive_max_secs: u16,
     /// Messages queued for one connection before publishers wait (back-pressure).
     pub outgoing_queue: usize,
+    /// Longest topic a device may publish or subscribe to, in bytes (Tencent: 255).
+    pub device_max_topic_bytes: usize,
+    /// Most `/` in a device's topic (Tencent: 6; newer documents say 10).
+    pub device_max_topic_slashes: usize,
+    /// Most subscriptions one device may hold (Tencent: 100).
+    pub device_max_subscriptions: usize,
+    /// Messages per second a device may publish, and receive, each (Tencent: 20). Excess
+    /// messages are dropped and counted, never queued.
+    pub device_rate_per_sec: f64,
+    /// How many messages a device may send or receive at once before the rate applies.
+    pub device_burst: u32,
+    /// Shortest time between two successful CONNECTs of one device (Tencent: 5 s).
+    pub device_connect_interval: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -21,6 +34,12 @@ impl Default for BrokerSettings {
             connect_timeout: Duration::from_secs(10),
             keepalive_max_secs: 900,
             outgoing_queue: 1024,
+            device_max_topic_bytes: 255,
+            device_max_topic_slashes: 6,
+            device_max_subscriptions: 100,
+            device_rate_per_sec: 20.0,
+            device_burst: 20,
+            device_connect_interval: Duration::from_secs(5),
         }
     }
 }
@@ -30,5 +49,56 @@ impl BrokerSettings {
     /// Tencent's maximum length and v5 properties.
     pub fn max_packet_bytes(&self) -> u32 {
         self.max_payload_bytes.saturating_add(1024)
+    }
+}
+
+/// A token bucket: `burst` messages at once, refilled at `rate` per second.
+#[derive(Debug)]
+pub(crate) struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl RateLimit {
+    pub fn new(rate_per_sec: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate: rate_per_sec.max(0.0),
+            burst,
+            tokens: burst,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        let mut limit = RateLimit::new(0.0, 3);
+        assert_eq!((0..10).filter(|_| limit.allow()).count(), 3);
+        let mut limit = RateLimit::new(1e9, 2);
+        assert!(
+            (0..100).all(|_| limit.allow()),
+            "a high rate refills at once"
+        );
     }
 }

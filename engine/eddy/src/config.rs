@@ -78,6 +78,19 @@ pub struct MqttConfig {
     pub keepalive_max: Duration,
     /// Messages queued for one connection before publishers to it wait (back-pressure).
     pub outgoing_queue: usize,
+    /// Longest topic a device may use, in bytes (Tencent: 255).
+    pub device_max_topic_bytes: usize,
+    /// Most `/` in a device's topic (Tencent: 6).
+    pub device_max_topic_slashes: usize,
+    /// Most subscriptions per device (Tencent: 100).
+    pub device_max_subscriptions: usize,
+    /// Messages per second a device may publish, and receive, each (Tencent: 20).
+    pub device_rate: f64,
+    /// Messages a device may send or receive at once before the rate applies.
+    pub device_burst: u32,
+    /// Shortest time between two CONNECTs of one device (Tencent: 5 s); "0s" turns it off.
+    #[serde(with = "humantime_serde")]
+    pub device_connect_interval: Duration,
 }
 
 impl MqttConfig {
@@ -96,6 +109,12 @@ impl MqttConfig {
             connect_timeout: self.connect_timeout,
             keepalive_max_secs,
             outgoing_queue: self.outgoing_queue,
+            device_max_topic_bytes: self.device_max_topic_bytes,
+            device_max_topic_slashes: self.device_max_topic_slashes,
+            device_max_subscriptions: self.device_max_subscriptions,
+            device_rate_per_sec: self.device_rate,
+            device_burst: self.device_burst,
+            device_connect_interval: self.device_connect_interval,
         })
     }
 }
@@ -230,6 +249,24 @@ mod tests {
         assert_eq!(broker.connect_timeout, defaults.connect_timeout);
         assert_eq!(broker.keepalive_max_secs, defaults.keepalive_max_secs);
         assert_eq!(broker.outgoing_queue, defaults.outgoing_queue);
+        assert_eq!(
+            broker.device_max_topic_bytes,
+            defaults.device_max_topic_bytes
+        );
+        assert_eq!(
+            broker.device_max_topic_slashes,
+            defaults.device_max_topic_slashes
+        );
+        assert_eq!(
+            broker.device_max_subscriptions,
+            defaults.device_max_subscriptions
+        );
+        assert!((broker.device_rate_per_sec - defaults.device_rate_per_sec).abs() < f64::EPSILON);
+        assert_eq!(broker.device_burst, defaults.device_burst);
+        assert_eq!(
+            broker.device_connect_interval,
+            defaults.device_connect_interval
+        );
         assert!(config.api.admin_secret_id.is_none());
         assert!(config.store.postgres_url.is_none());
         assert_eq!(config.log.level, "info");

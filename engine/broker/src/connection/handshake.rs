@@ -142,6 +142,7 @@ mod tests {
 
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
+    RateLimited,
     ClientId,
     BadCredentials,
     NotAuthorized,
@@ -153,6 +154,7 @@ async fn send_connack(io: &mut Io, v5: bool, refusal: Refusal) -> Result<(), Con
     let packet = if v5 {
         use v5::ConnectAckReason as R;
         let reason_code = match refusal {
+            Refusal::RateLimited => R::ConnectionRateExceeded,
             Refusal::ClientId => R::ClientIdentifierNotValid,
             Refusal::BadCredentials => R::BadUserNameOrPassword,
             Refusal::NotAuthorized => R::NotAuthorized,
@@ -169,7 +171,9 @@ async fn send_connack(io: &mut Io, v5: bool, refusal: Refusal) -> Result<(), Con
             Refusal::ClientId => R::IdentifierRejected,
             Refusal::BadCredentials => R::BadUserNameOrPassword,
             Refusal::NotAuthorized => R::NotAuthorized,
-            Refusal::Unavailable | Refusal::BadKeepAlive => R::ServiceUnavailable,
+            Refusal::Unavailable | Refusal::BadKeepAlive | Refusal::RateLimited => {
+                R::ServiceUnavailable
+            }
         };
         MqttPacket::V3(v3::Packet::ConnectAck(v3::ConnectAck {
             session_present: false,
@@ -215,6 +219,10 @@ async fn authenticate(
         AuthError::BadCredentials(_) => Refusal::BadCredentials,
         AuthError::NotAuthorized(_) => Refusal::NotAuthorized,
     })?;
+    // Tencent: one successful CONNECT per device per interval (5 s by default).
+    if !broker.connect_allowed(&device) {
+        return Err(Refusal::RateLimited);
+    }
     let permissions = DevicePermissions::for_device(&device, &entry.classes);
     Ok((device, permissions))
 }

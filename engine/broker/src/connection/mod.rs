@@ -158,7 +158,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, admitted: Admitt
     tracing::info!(%peer, device = %admitted.device, v5 = admitted.v5, "device connected");
 
     let (sink, stream) = io.split();
-    let writer = tokio::spawn(write_loop(sink, inbox, admitted.v5));
+    let writer = tokio::spawn(write_loop(broker.clone(), sink, inbox, admitted.v5));
     let reason = read_loop(&broker, stream, &mailbox, kick_rx, &admitted).await;
     let _ = mailbox.send(ToWriter::Close(reason)).await;
     drop(mailbox);

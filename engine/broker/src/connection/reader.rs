@@ -16,6 +16,7 @@ use rmqtt_codec::{MqttPacket, v3, v5};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Broker;
+use crate::settings::RateLimit;
 
 use super::{Admitted, Io, ToWriter, core_qos};
 
@@ -112,6 +113,8 @@ pub(super) async fn read_loop(
     // Tencent: disconnect after 1.5 × keepalive of silence; 0 disables the check.
     let idle_limit =
         (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
+    let settings = &broker.settings;
+    let mut publish_rate = RateLimit::new(settings.device_rate_per_sec, settings.device_burst);
     loop {
         let next = async {
             match idle_limit {
@@ -156,7 +159,19 @@ pub(super) async fn read_loop(
                     broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);
                     return Some(v5::DisconnectReasonCode::QosNotSupported);
                 }
-                publish(broker, client, topic, payload, qos, retain, packet_id).await
+                let refusal = if !publish_rate.allow() {
+                    Some(Refused::Rate)
+                } else if !within_topic_limits(settings, topic.as_str()) {
+                    Some(Refused::TopicLimits)
+                } else if !client.permissions.may_publish(&topic) {
+                    Some(Refused::Acl)
+                } else {
+                    None
+                };
+                publish(
+                    broker, client, topic, payload, qos, retain, packet_id, refusal,
+                )
+                .await
             }
             Inbound::PubAck(id) => {
                 let _ = mailbox.send(ToWriter::Acked(id)).await;
@@ -205,6 +220,23 @@ pub(super) async fn read_loop(
     }
 }
 
+/// Why a PUBLISH was not routed.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// Over the device's message rate.
+    Rate,
+    /// Longer or deeper than a device topic may be.
+    TopicLimits,
+    /// Not one of the device's publishable topics.
+    Acl,
+}
+
+/// Tencent's limits on a device topic: length in bytes and number of `/`.
+fn within_topic_limits(settings: &crate::BrokerSettings, topic: &str) -> bool {
+    topic.len() <= settings.device_max_topic_bytes
+        && topic.matches('/').count() <= settings.device_max_topic_slashes
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn publish(
     broker: &Broker,
@@ -214,8 +246,9 @@ async fn publish(
     qos: WireQoS,
     retain: bool,
     packet_id: Option<NonZeroU16>,
+    refusal: Option<Refused>,
 ) -> Option<MqttPacket> {
-    let ack = |refused: bool| -> Option<MqttPacket> {
+    let ack = |refused: Option<Refused>| -> Option<MqttPacket> {
         let packet_id = packet_id?;
         match qos {
             WireQoS::AtMostOnce => None,
@@ -223,10 +256,11 @@ async fn publish(
             WireQoS::AtLeastOnce | WireQoS::ExactlyOnce => Some(if client.v5 {
                 MqttPacket::V5(v5::Packet::PublishAck(v5::PublishAck {
                     packet_id,
-                    reason_code: if refused {
-                        v5::PublishAckReason::NotAuthorized
-                    } else {
-                        v5::PublishAckReason::Success
+                    reason_code: match refused {
+                        None => v5::PublishAckReason::Success,
+                        Some(Refused::Rate) => v5::PublishAckReason::QuotaExceeded,
+                        Some(Refused::TopicLimits) => v5::PublishAckReason::TopicNameInvalid,
+                        Some(Refused::Acl) => v5::PublishAckReason::NotAuthorized,
                     },
                     properties: Vec::new(),
                     reason_string: None,
@@ -238,10 +272,14 @@ async fn publish(
             }),
         }
     };
-    if !client.permissions.may_publish(&topic) {
-        tracing::info!(client_id = %client.client_id, %topic, "PUBLISH refused by the topic ACL");
-        broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);
-        return ack(true);
+    if let Some(why) = refusal {
+        tracing::info!(client_id = %client.client_id, %topic, reason = ?why, "PUBLISH refused");
+        let counter = match why {
+            Refused::Rate => &broker.stats.dropped_rate,
+            Refused::TopicLimits | Refused::Acl => &broker.stats.publish_refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        return ack(refusal);
     }
     let message = Arc::new(Message {
         topic,
@@ -252,7 +290,7 @@ async fn publish(
         received_at_ms: unix_now_ms(),
     });
     broker.route(&message).await;
-    ack(false)
+    ack(None)
 }
 
 fn subscribe(
@@ -263,9 +301,12 @@ fn subscribe(
 ) -> MqttPacket {
     let mut granted = Vec::with_capacity(filters.len());
     for (raw, qos) in filters {
-        let filter = TopicFilter::parse(raw)
-            .ok()
-            .filter(|f| client.permissions.may_subscribe(f));
+        let filter = TopicFilter::parse(raw).ok().filter(|f| {
+            within_topic_limits(&broker.settings, f.as_str())
+                && client.permissions.may_subscribe(f)
+                && (client.subscriptions.contains(f)
+                    || client.subscriptions.len() < broker.settings.device_max_subscriptions)
+        });
         // Tencent devices get at most QoS 1.
         let qos = (*qos).min(WireQoS::AtLeastOnce);
         match filter {
@@ -277,7 +318,7 @@ fn subscribe(
                 granted.push(Some(qos));
             }
             None => {
-                tracing::info!(client_id = %client.client_id, filter = %raw, "SUBSCRIBE refused by the topic ACL");
+                tracing::info!(client_id = %client.client_id, filter = %raw, "SUBSCRIBE refused (topic ACL or limits)");
                 granted.push(None);
             }
         }

@@ -1,6 +1,8 @@
 //! The writer task: the connection's mailbox to the socket, one flush per burst.
 
 use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytestring::ByteString;
 use eddy_core::QoS;
@@ -10,6 +12,8 @@ use rmqtt_codec::{MqttPacket, v3, v5};
 use tokio::sync::mpsc;
 
 use super::{Io, ToWriter, wire_qos};
+use crate::Broker;
+use crate::settings::RateLimit;
 
 /// Packet ids for QoS 1 deliveries, skipping ids still in flight.
 struct PacketIds {
@@ -30,10 +34,14 @@ impl PacketIds {
 }
 
 pub(super) async fn write_loop(
+    broker: Arc<Broker>,
     mut sink: SplitSink<Io, MqttPacket>,
     mut inbox: mpsc::Receiver<ToWriter>,
     v5: bool,
 ) {
+    // Tencent limits what a device receives too: excess deliveries are dropped, counted.
+    let settings = &broker.settings;
+    let mut delivery_rate = RateLimit::new(settings.device_rate_per_sec, settings.device_burst);
     let mut ids = PacketIds {
         next: 0,
         in_flight: std::collections::HashSet::new(),
@@ -45,6 +53,11 @@ pub(super) async fn write_loop(
                 ToWriter::Packet(p) => Some(p),
                 ToWriter::Acked(id) => {
                     ids.in_flight.remove(&id.get());
+                    None
+                }
+                ToWriter::Deliver { .. } if !delivery_rate.allow() => {
+                    broker.stats.dropped_rate.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("delivery over the device's message rate: dropped");
                     None
                 }
                 ToWriter::Deliver { message, qos } => {
