@@ -101,6 +101,22 @@ async fn own_topics_route_and_others_are_refused() {
             ),
         ]
     );
+
+    // The counts show on /metrics (Prometheus scrapes it without a signature).
+    let metrics = reqwest::get(format!("{}/metrics", hub.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "eddy_mqtt_connections 2",
+        "eddy_mqtt_messages_in_total 2",
+        "eddy_mqtt_messages_out_total 2",
+        "eddy_mqtt_publish_refused_total{reason=\"acl\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
     drop(b);
 }
 

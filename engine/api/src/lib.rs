@@ -52,6 +52,18 @@ pub struct ApiState {
     /// The broker, for actions that reach devices (`PublishMessage`); absent when the API
     /// runs without one, and those actions then answer `FailedOperation`.
     pub downlink: Option<Arc<dyn Downlink>>,
+    /// Renders the hub's metrics for `GET /metrics`.
+    pub metrics: Option<MetricsRenderer>,
+}
+
+/// Produces the `/metrics` body (OpenMetrics text) when scraped.
+#[derive(Clone)]
+pub struct MetricsRenderer(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsRenderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsRenderer")
+    }
 }
 
 impl ApiState {
@@ -59,7 +71,13 @@ impl ApiState {
         Self {
             registry: Registry::new(store),
             downlink: None,
+            metrics: None,
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: MetricsRenderer) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn with_downlink(mut self, downlink: Arc<dyn Downlink>) -> Self {
@@ -68,10 +86,12 @@ impl ApiState {
     }
 }
 
-/// The API's routes: the Cloud API endpoint at `/`, and a JSON 404 elsewhere.
+/// The API's routes: the Cloud API endpoint at `/`, Prometheus metrics at `/metrics`, and
+/// a JSON 404 elsewhere.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", axum::routing::any(cloud_api))
+        .route("/metrics", axum::routing::get(metrics))
         .fallback(not_found)
         .with_state(Arc::new(state))
 }
@@ -92,6 +112,22 @@ pub async fn serve(
 
 fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// `GET /metrics`: unauthenticated, as Prometheus scrapes it; it carries counts only.
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    use axum::response::IntoResponse as _;
+    match &state.metrics {
+        Some(render) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            (render.0)(),
+        )
+            .into_response(),
+        None => not_found(Uri::from_static("/metrics")).await,
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -22,10 +22,10 @@ pub mod acl;
 mod connection;
 pub mod device_auth;
 mod directory;
+pub mod metrics;
 mod router;
 mod settings;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use eddy_core::{DeviceId, Downlink, DownlinkOutcome, Message, QoS};
@@ -33,10 +33,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 pub use directory::{DeviceDirectory, DeviceEntry, DirectoryError};
+pub use metrics::BrokerMetrics;
 pub use router::Router;
 pub use settings::BrokerSettings;
 
 use crate::connection::ToWriter;
+use crate::metrics::Reason;
 
 /// Why a connection ended before or outside its session.
 #[derive(Debug, thiserror::Error)]
@@ -49,18 +51,6 @@ pub(crate) enum ConnectionError {
     Refused(String),
     #[error("I/O: {0}")]
     Io(String),
-}
-
-/// Counters the broker keeps (exported as metrics later).
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub publish_refused: AtomicU64,
-    /// Messages dropped because a device exceeded its message rate (up or down).
-    pub dropped_rate: AtomicU64,
-    /// Messages for a subscriber whose connection went away while routing.
-    pub dropped_no_connection: AtomicU64,
 }
 
 /// A device came online (`online_from` its IP) or went offline.
@@ -78,7 +68,7 @@ pub struct Broker {
     pub settings: BrokerSettings,
     pub directory: Arc<dyn DeviceDirectory>,
     pub router: Router,
-    pub stats: Stats,
+    pub metrics: BrokerMetrics,
     /// Online/offline events, applied to the registry one at a time in the order the
     /// router saw them (so a reconnect's "online" can never be overtaken by the old
     /// connection's "offline"). At most two events per connection are ever queued.
@@ -95,7 +85,7 @@ impl Broker {
             settings,
             directory,
             router: Router::default(),
-            stats: Stats::default(),
+            metrics: BrokerMetrics::default(),
             status,
             status_inbox: Mutex::new(Some(inbox)),
             last_connect: Mutex::default(),
@@ -151,12 +141,13 @@ impl Broker {
     /// Delivers an accepted message to every matching subscriber, waiting for room in
     /// their mailboxes (back-pressure) rather than dropping.
     pub async fn route(&self, message: &Arc<Message>) {
-        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.metrics.messages_in.inc();
         for (client, sub_qos) in self.router.subscribers(&message.topic) {
             let Some(mailbox) = self.router.mailbox(&client) else {
-                self.stats
-                    .dropped_no_connection
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .dropped
+                    .get_or_create(&Reason::of("no_connection"))
+                    .inc();
                 continue;
             };
             let qos = message.qos.min(sub_qos).min(QoS::AtLeastOnce);
@@ -165,11 +156,12 @@ impl Broker {
                 qos,
             };
             if mailbox.send(delivery).await.is_ok() {
-                self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+                self.metrics.messages_out.inc();
             } else {
-                self.stats
-                    .dropped_no_connection
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .dropped
+                    .get_or_create(&Reason::of("no_connection"))
+                    .inc();
             }
         }
     }
@@ -194,7 +186,7 @@ impl Broker {
             qos,
         };
         if mailbox.send(delivery).await.is_ok() {
-            self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+            self.metrics.messages_out.inc();
             DownlinkOutcome::Delivered
         } else {
             DownlinkOutcome::DeviceOffline

@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::acl::DevicePermissions;
 use crate::device_auth::{AuthError, verify_key_device};
+use crate::metrics::Reason;
 use crate::router::Subscriptions;
 use crate::{Broker, ConnectionError};
 
@@ -118,6 +119,11 @@ pub(super) async fn handshake(
         }
         Err(refusal) => {
             tracing::info!(%peer, client_id = %connect.client_id, reason = ?refusal, "CONNECT refused");
+            broker
+                .metrics
+                .connect_refused
+                .get_or_create(&Reason::of(refusal.label()))
+                .inc();
             send_connack(io, connect.v5, refusal).await?;
             Ok(None)
         }
@@ -137,6 +143,19 @@ mod tests {
         assert_eq!(super::connect_protocol(&v311), Some((&b"MQTT"[..], 4)));
         assert_eq!(super::connect_protocol(&v311[..6]), None, "cut short");
         assert_eq!(super::connect_protocol(&[0x10]), None);
+    }
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::ClientId => "client_id",
+            Self::BadCredentials => "bad_credentials",
+            Self::NotAuthorized => "not_authorized",
+            Self::Unavailable => "unavailable",
+            Self::BadKeepAlive => "keepalive",
+        }
     }
 }
 

@@ -156,6 +156,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, admitted: Admitt
         return;
     }
     tracing::info!(%peer, device = %admitted.device, v5 = admitted.v5, "device connected");
+    broker.metrics.connections.inc();
 
     let (sink, stream) = io.split();
     let writer = tokio::spawn(write_loop(broker.clone(), sink, inbox, admitted.v5));
@@ -169,5 +170,6 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, admitted: Admitt
     broker
         .router
         .detach(&admitted.client_id, connection_id, offline);
+    broker.metrics.connections.dec();
     tracing::info!(%peer, device = %admitted.device, "device disconnected");
 }

@@ -2,7 +2,6 @@
 
 use std::num::NonZeroU16;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +15,7 @@ use rmqtt_codec::{MqttPacket, v3, v5};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Broker;
+use crate::metrics::Reason;
 use crate::settings::RateLimit;
 
 use super::{Admitted, Io, ToWriter, core_qos};
@@ -156,7 +156,11 @@ pub(super) async fn read_loop(
                 // answer to it: the connection is closed (MQTT 5: 0x9B, QoS not supported).
                 if qos == WireQoS::ExactlyOnce {
                     tracing::info!(client_id = %client.client_id, "QoS 2 PUBLISH from a device: closing");
-                    broker.stats.publish_refused.fetch_add(1, Ordering::Relaxed);
+                    broker
+                        .metrics
+                        .publish_refused
+                        .get_or_create(&Reason::of("qos2"))
+                        .inc();
                     return Some(v5::DisconnectReasonCode::QosNotSupported);
                 }
                 let refusal = if !publish_rate.allow() {
@@ -274,11 +278,16 @@ async fn publish(
     };
     if let Some(why) = refusal {
         tracing::info!(client_id = %client.client_id, %topic, reason = ?why, "PUBLISH refused");
-        let counter = match why {
-            Refused::Rate => &broker.stats.dropped_rate,
-            Refused::TopicLimits | Refused::Acl => &broker.stats.publish_refused,
+        let reason = match why {
+            Refused::Rate => "rate",
+            Refused::TopicLimits => "topic_limits",
+            Refused::Acl => "acl",
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        broker
+            .metrics
+            .publish_refused
+            .get_or_create(&Reason::of(reason))
+            .inc();
         return ack(refusal);
     }
     let message = Arc::new(Message {

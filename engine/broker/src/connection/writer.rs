@@ -2,7 +2,6 @@
 
 use std::num::NonZeroU16;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytestring::ByteString;
 use eddy_core::QoS;
@@ -13,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::{Io, ToWriter, wire_qos};
 use crate::Broker;
+use crate::metrics::Reason;
 use crate::settings::RateLimit;
 
 /// Packet ids for QoS 1 deliveries, skipping ids still in flight.
@@ -56,7 +56,11 @@ pub(super) async fn write_loop(
                     None
                 }
                 ToWriter::Deliver { .. } if !delivery_rate.allow() => {
-                    broker.stats.dropped_rate.fetch_add(1, Ordering::Relaxed);
+                    broker
+                        .metrics
+                        .dropped
+                        .get_or_create(&Reason::of("rate"))
+                        .inc();
                     tracing::debug!("delivery over the device's message rate: dropped");
                     None
                 }

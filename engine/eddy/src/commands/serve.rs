@@ -5,10 +5,12 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use eddy_api::ApiState;
+use eddy_api::{ApiState, MetricsRenderer};
 use eddy_broker::Broker;
 use eddy_core::secret::ExposeSecret as _;
 use eddy_store::{PgStore, SqliteStore, Store};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -54,7 +56,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let broker_task = tokio::spawn(broker.clone().serve(mqtt, async move {
         let _ = broker_stop.wait_for(|stop| *stop).await;
     }));
-    let api_state = ApiState::new(store).with_downlink(broker.clone());
+    let mut registry = Registry::default();
+    broker.metrics.register(&mut registry);
+    let registry = Arc::new(registry);
+    let render = MetricsRenderer(Arc::new(move || {
+        let mut out = String::new();
+        if let Err(err) = encode(&mut out, &registry) {
+            tracing::error!(error = %err, "encoding metrics failed");
+        }
+        out
+    }));
+    let api_state = ApiState::new(store)
+        .with_downlink(broker.clone())
+        .with_metrics(render);
     let api = eddy_api::serve(listener, api_state, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
