@@ -26,7 +26,7 @@ class Hub:
         config.write_text(
             f'data-dir = "{self.data_dir}"\n'
             '[api]\nlisten = "127.0.0.1:0"\n'
-            '[mqtt]\nlisten = "127.0.0.1:0"\n'
+            '[mqtt]\nlisten = "127.0.0.1:0"\ndevice-connect-interval = "0s"\n'
         )
         binary = os.environ.get("TEST_EDDY_BIN")
         if not binary or not Path(binary).is_file():
@@ -52,6 +52,7 @@ class Hub:
 
         threading.Thread(target=pump, daemon=True).start()
         self.endpoint = None
+        self.mqtt_host, self.mqtt_port = None, None
         while self.endpoint is None:
             try:
                 line = lines.get(timeout=START_TIMEOUT_S)
@@ -61,6 +62,9 @@ class Hub:
                 self.stop()
                 log = (self.root / "hub.log").read_text()
                 raise RuntimeError(f"eddy serve did not report its API address; its log:\n{log}")
+            if line.startswith("eddy: mqtt listening on "):
+                host, port = line.strip().removeprefix("eddy: mqtt listening on ").rsplit(":", 1)
+                self.mqtt_host, self.mqtt_port = host, int(port)
             if line.startswith("eddy: api listening on http://"):
                 self.endpoint = line.strip().removeprefix("eddy: api listening on http://")
         creds = json.loads((self.data_dir / "admin-credentials.json").read_text())
