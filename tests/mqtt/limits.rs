@@ -133,3 +133,36 @@ async fn subscription_count_and_topic_depth_are_limited() {
         other => panic!("expected SUBACK, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_block_the_address() {
+    let dir = workdir();
+    let env = [
+        ("EDDY_MQTT__AUTH_FAILURE_LIMIT", "3"),
+        ("EDDY_MQTT__AUTH_FAILURE_WINDOW", "1h"),
+    ];
+    let hub = Hub::start_with(dir.path(), "", &env);
+    let (pid, psk) = device(&hub, "guarded").await;
+    let refused = |creds: crate::DeviceCredentials| {
+        let hub = &hub;
+        async move {
+            let (_c, mut events) = client(hub, &creds);
+            match next_incoming(&mut events).await {
+                Err(ConnectionError::ConnectionRefused(code)) => code,
+                other => panic!("expected a refused CONNACK, got {other:?}"),
+            }
+        }
+    };
+    let wrong = "d3Jvbmcta2V5LTE2Ynl0ZQ==";
+    for _ in 0..3 {
+        assert_eq!(
+            refused(fresh(&pid, "guarded", wrong)).await,
+            ConnectReturnCode::BadUserNamePassword
+        );
+    }
+    // Now even the right credentials are turned away from this address for the window.
+    assert_eq!(
+        refused(fresh(&pid, "guarded", &psk)).await,
+        ConnectReturnCode::ServiceUnavailable
+    );
+}

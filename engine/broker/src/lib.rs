@@ -76,6 +76,8 @@ pub struct Broker {
     status_inbox: Mutex<Option<mpsc::UnboundedReceiver<StatusEvent>>>,
     /// When each device last connected successfully (one entry per device ever seen).
     last_connect: Mutex<std::collections::HashMap<DeviceId, std::time::Instant>>,
+    /// Failed authentications per source address: (count, start of the window).
+    auth_failures: Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
 }
 
 impl Broker {
@@ -89,6 +91,7 @@ impl Broker {
             status,
             status_inbox: Mutex::new(Some(inbox)),
             last_connect: Mutex::default(),
+            auth_failures: Mutex::default(),
         })
     }
 
@@ -112,6 +115,43 @@ impl Broker {
         }
         last.insert(device.clone(), now);
         true
+    }
+
+    /// Whether `ip` has failed authentication too often in the current window.
+    pub(crate) fn auth_blocked(&self, ip: std::net::IpAddr) -> bool {
+        let limit = self.settings.auth_failure_limit;
+        if limit == 0 {
+            return false;
+        }
+        let failures = self
+            .auth_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        failures.get(&ip).is_some_and(|(count, since)| {
+            *count >= limit && since.elapsed() < self.settings.auth_failure_window
+        })
+    }
+
+    /// Counts a failed authentication from `ip`.
+    pub(crate) fn auth_failed(&self, ip: std::net::IpAddr) {
+        if self.settings.auth_failure_limit == 0 {
+            return;
+        }
+        let window = self.settings.auth_failure_window;
+        let now = std::time::Instant::now();
+        let mut failures = self
+            .auth_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget finished windows so the table holds only addresses failing right now.
+        if failures.len() > 4096 {
+            failures.retain(|_, (_, since)| now.duration_since(*since) < window);
+        }
+        let entry = failures.entry(ip).or_insert((0, now));
+        if now.duration_since(entry.1) >= window {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
     }
 
     pub(crate) fn record_status(&self, event: StatusEvent) {

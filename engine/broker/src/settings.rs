@@ -25,6 +25,10 @@ pub struct BrokerSettings {
     pub device_burst: u32,
     /// Shortest time between two successful CONNECTs of one device (Tencent: 5 s).
     pub device_connect_interval: Duration,
+    /// Failed authentications from one address within `auth_failure_window` after which
+    /// that address is refused until the window ends (0 turns the limit off).
+    pub auth_failure_limit: u32,
+    pub auth_failure_window: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -40,6 +44,8 @@ impl Default for BrokerSettings {
             device_rate_per_sec: 20.0,
             device_burst: 20,
             device_connect_interval: Duration::from_secs(5),
+            auth_failure_limit: 10,
+            auth_failure_window: Duration::from_secs(60),
         }
     }
 }

@@ -91,6 +91,11 @@ pub struct MqttConfig {
     /// Shortest time between two CONNECTs of one device (Tencent: 5 s); "0s" turns it off.
     #[serde(with = "humantime_serde")]
     pub device_connect_interval: Duration,
+    /// Failed authentications from one address within `auth-failure-window` after which
+    /// the address is refused until the window ends; 0 turns the limit off.
+    pub auth_failure_limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_window: Duration,
 }
 
 impl MqttConfig {
@@ -115,6 +120,8 @@ impl MqttConfig {
             device_rate_per_sec: self.device_rate,
             device_burst: self.device_burst,
             device_connect_interval: self.device_connect_interval,
+            auth_failure_limit: self.auth_failure_limit,
+            auth_failure_window: self.auth_failure_window,
         })
     }
 }

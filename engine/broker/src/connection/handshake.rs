@@ -99,7 +99,18 @@ pub(super) async fn handshake(
         Some(Err(err)) => return Err(ConnectionError::Decode(format!("{err:?}"))),
         None => return Ok(None),
     };
-    match authenticate(broker, &connect).await {
+    let verdict = if broker.auth_blocked(peer.ip()) {
+        Err(Refusal::TooManyFailures)
+    } else {
+        authenticate(broker, &connect).await
+    };
+    if matches!(
+        verdict,
+        Err(Refusal::BadCredentials | Refusal::NotAuthorized | Refusal::ClientId)
+    ) {
+        broker.auth_failed(peer.ip());
+    }
+    match verdict {
         Ok((device, permissions)) => {
             if connect.keep_alive > broker.settings.keepalive_max_secs {
                 send_connack(io, connect.v5, Refusal::BadKeepAlive).await?;
@@ -150,6 +161,7 @@ impl Refusal {
     fn label(self) -> &'static str {
         match self {
             Self::RateLimited => "rate_limited",
+            Self::TooManyFailures => "too_many_failures",
             Self::ClientId => "client_id",
             Self::BadCredentials => "bad_credentials",
             Self::NotAuthorized => "not_authorized",
@@ -162,6 +174,8 @@ impl Refusal {
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
     RateLimited,
+    /// Too many failed authentications from this address lately.
+    TooManyFailures,
     ClientId,
     BadCredentials,
     NotAuthorized,
@@ -173,7 +187,7 @@ async fn send_connack(io: &mut Io, v5: bool, refusal: Refusal) -> Result<(), Con
     let packet = if v5 {
         use v5::ConnectAckReason as R;
         let reason_code = match refusal {
-            Refusal::RateLimited => R::ConnectionRateExceeded,
+            Refusal::RateLimited | Refusal::TooManyFailures => R::ConnectionRateExceeded,
             Refusal::ClientId => R::ClientIdentifierNotValid,
             Refusal::BadCredentials => R::BadUserNameOrPassword,
             Refusal::NotAuthorized => R::NotAuthorized,
@@ -190,9 +204,10 @@ async fn send_connack(io: &mut Io, v5: bool, refusal: Refusal) -> Result<(), Con
             Refusal::ClientId => R::IdentifierRejected,
             Refusal::BadCredentials => R::BadUserNameOrPassword,
             Refusal::NotAuthorized => R::NotAuthorized,
-            Refusal::Unavailable | Refusal::BadKeepAlive | Refusal::RateLimited => {
-                R::ServiceUnavailable
-            }
+            Refusal::Unavailable
+            | Refusal::BadKeepAlive
+            | Refusal::RateLimited
+            | Refusal::TooManyFailures => R::ServiceUnavailable,
         };
         MqttPacket::V3(v3::Packet::ConnectAck(v3::ConnectAck {
             session_present: false,
