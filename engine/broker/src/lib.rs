@@ -183,27 +183,36 @@ impl Broker {
     pub async fn route(&self, message: &Arc<Message>) {
         self.metrics.messages_in.inc();
         for (client, sub_qos) in self.router.subscribers(&message.topic) {
-            let Some(mailbox) = self.router.mailbox(&client) else {
-                self.metrics
-                    .dropped
-                    .get_or_create(&Reason::of("no_connection"))
-                    .inc();
-                continue;
+            let delivered = match self.router.mailbox(&client) {
+                Some(mailbox) => self.hand_over(&mailbox, message.clone(), sub_qos).await,
+                None => false,
             };
-            let qos = message.qos.min(sub_qos).min(QoS::AtLeastOnce);
-            let delivery = ToWriter::Deliver {
-                message: message.clone(),
-                qos,
-            };
-            if mailbox.send(delivery).await.is_ok() {
-                self.metrics.messages_out.inc();
-            } else {
+            if !delivered {
                 self.metrics
                     .dropped
                     .get_or_create(&Reason::of("no_connection"))
                     .inc();
             }
         }
+    }
+
+    /// Puts a message in a connection's mailbox at the QoS both sides allow (devices: at
+    /// most 1), waiting for room; false when the connection is gone.
+    async fn hand_over(
+        &self,
+        mailbox: &mpsc::Sender<ToWriter>,
+        message: Arc<Message>,
+        sub_qos: QoS,
+    ) -> bool {
+        let qos = message.qos.min(sub_qos).min(QoS::AtLeastOnce);
+        let sent = mailbox
+            .send(ToWriter::Deliver { message, qos })
+            .await
+            .is_ok();
+        if sent {
+            self.metrics.messages_out.inc();
+        }
+        sent
     }
 
     /// Delivers a message to one device's connection if it is subscribed to the topic.
@@ -220,13 +229,7 @@ impl Broker {
         else {
             return DownlinkOutcome::NoSubscription;
         };
-        let qos = message.qos.min(sub_qos).min(QoS::AtLeastOnce);
-        let delivery = ToWriter::Deliver {
-            message: Arc::new(message),
-            qos,
-        };
-        if mailbox.send(delivery).await.is_ok() {
-            self.metrics.messages_out.inc();
+        if self.hand_over(&mailbox, Arc::new(message), sub_qos).await {
             DownlinkOutcome::Delivered
         } else {
             DownlinkOutcome::DeviceOffline

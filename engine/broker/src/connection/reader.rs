@@ -43,16 +43,21 @@ enum Inbound {
     Other(&'static str),
 }
 
+/// Both protocol versions decode PUBLISH into the same type.
+fn publish_in(p: rmqtt_codec::types::Publish) -> Inbound {
+    Inbound::Publish {
+        topic: p.topic,
+        payload: p.payload,
+        qos: p.qos,
+        retain: p.retain,
+        packet_id: p.packet_id,
+    }
+}
+
 fn inbound(packet: MqttPacket) -> Inbound {
     match packet {
         MqttPacket::V3(p) => match p {
-            v3::Packet::Publish(p) => Inbound::Publish {
-                topic: p.topic,
-                payload: p.payload,
-                qos: p.qos,
-                retain: p.retain,
-                packet_id: p.packet_id,
-            },
+            v3::Packet::Publish(p) => publish_in(*p),
             v3::Packet::PublishAck { packet_id } => Inbound::PubAck(packet_id),
             v3::Packet::Subscribe {
                 packet_id,
@@ -73,13 +78,7 @@ fn inbound(packet: MqttPacket) -> Inbound {
             _ => Inbound::Other("unexpected packet"),
         },
         MqttPacket::V5(p) => match p {
-            v5::Packet::Publish(p) => Inbound::Publish {
-                topic: p.topic,
-                payload: p.payload,
-                qos: p.qos,
-                retain: p.retain,
-                packet_id: p.packet_id,
-            },
+            v5::Packet::Publish(p) => publish_in(*p),
             v5::Packet::PublishAck(a) => Inbound::PubAck(a.packet_id),
             v5::Packet::Subscribe(s) => Inbound::Subscribe {
                 packet_id: s.packet_id,
