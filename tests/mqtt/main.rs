@@ -12,6 +12,7 @@ mod auth;
 mod limits;
 mod malformed;
 mod routing;
+mod sessions;
 
 use std::time::Duration;
 
@@ -83,6 +84,15 @@ pub fn fresh(product_id: &str, device_name: &str, psk: &str) -> DeviceCredential
 }
 
 pub fn client(hub: &support::Hub, creds: &DeviceCredentials) -> (AsyncClient, EventLoop) {
+    session_client(hub, creds, true)
+}
+
+/// A client with CleanSession as given.
+pub fn session_client(
+    hub: &support::Hub,
+    creds: &DeviceCredentials,
+    clean_session: bool,
+) -> (AsyncClient, EventLoop) {
     let mut options = MqttOptions::new(
         &creds.client_id,
         hub.mqtt_addr.ip().to_string(),
@@ -90,7 +100,7 @@ pub fn client(hub: &support::Hub, creds: &DeviceCredentials) -> (AsyncClient, Ev
     );
     options.set_credentials(&creds.username, &creds.password);
     options.set_keep_alive(Duration::from_secs(60));
-    options.set_clean_session(true);
+    options.set_clean_session(clean_session);
     // Room for every request a test makes before it polls the event loop.
     AsyncClient::new(options, 64)
 }

@@ -12,9 +12,12 @@
 //!
 //! Built so far: Tencent key devices over plain TCP, QoS 0 and 1, topic ACL from the
 //! product's topic classes, wildcard subscriptions, kick on a duplicate ClientId, the
-//! 1.5 × keepalive idle limit, device online/offline reported to the registry.
-//! Not yet (issue B continues): persistent sessions and durable offline queues, QoS 2,
-//! retained and will messages, generic (non-Tencent) clients, rate limits, metrics.
+//! 1.5 × keepalive idle limit, Tencent's rate and size limits, device online/offline
+//! reported to the registry, and persistent sessions whose subscriptions and QoS 1
+//! messages live in the durable log ([`session`], on `eddy-queue`): a message is on disk
+//! in every persistent queue it was routed to before its publisher is acknowledged.
+//! Not yet (issue B continues): QoS 2, retained and will messages, generic (non-Tencent)
+//! clients, shared subscriptions.
 //! This crate never imports the rule engine or the store: the registry is reached through
 //! [`DeviceDirectory`], implemented by the `eddy` binary.
 
@@ -24,11 +27,13 @@ pub mod device_auth;
 mod directory;
 pub mod metrics;
 mod router;
+mod session;
 mod settings;
 
 use std::sync::{Arc, Mutex};
 
 use eddy_core::{DeviceId, Downlink, DownlinkOutcome, Message, QoS};
+use eddy_queue::{Batch, Durability, Log, QueueError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,6 +44,8 @@ pub use settings::BrokerSettings;
 
 use crate::connection::ToWriter;
 use crate::metrics::Reason;
+use crate::router::Target;
+use crate::session::{Persistent, SessionStore};
 
 /// Why a connection ended before or outside its session.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +76,8 @@ pub struct Broker {
     pub directory: Arc<dyn DeviceDirectory>,
     pub router: Router,
     pub metrics: BrokerMetrics,
+    /// Persistent sessions and their queues, on disk.
+    sessions: SessionStore,
     /// Online/offline events, applied to the registry one at a time in the order the
     /// router saw them (so a reconnect's "online" can never be overtaken by the old
     /// connection's "offline"). At most two events per connection are ever queued.
@@ -80,19 +89,87 @@ pub struct Broker {
     auth_failures: Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
 }
 
+/// How many subscribers one message reached.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Routed {
+    /// Handed to a live connection.
+    pub live: usize,
+    /// Appended to a persistent session's durable queue (and maybe handed over too).
+    pub queued: usize,
+}
+
 impl Broker {
-    pub fn new(settings: BrokerSettings, directory: Arc<dyn DeviceDirectory>) -> Arc<Self> {
+    /// A broker whose persistent sessions live in `log`; the sessions found there are
+    /// restored (subscriptions and queues) before it returns.
+    pub async fn new(
+        settings: BrokerSettings,
+        directory: Arc<dyn DeviceDirectory>,
+        log: &Log,
+    ) -> Result<Arc<Self>, QueueError> {
         let (status, inbox) = mpsc::unbounded_channel();
-        Arc::new(Self {
+        let broker = Arc::new(Self {
             settings,
             directory,
             router: Router::default(),
             metrics: BrokerMetrics::default(),
+            sessions: SessionStore::open(log)?,
             status,
             status_inbox: Mutex::new(Some(inbox)),
             last_connect: Mutex::default(),
             auth_failures: Mutex::default(),
-        })
+        });
+        broker.restore_sessions().await?;
+        Ok(broker)
+    }
+
+    async fn restore_sessions(&self) -> Result<(), QueueError> {
+        let now_ms = eddy_core::time::unix_now_ms();
+        let now = std::time::Instant::now();
+        let mut restored = 0usize;
+        for session in self.sessions.load().await? {
+            let expiry = std::time::Duration::from_secs(session.expiry_secs);
+            // A session that was connected when the hub stopped starts waiting now.
+            let offline_for = session
+                .offline_since_ms
+                .map(|since| u64::try_from(now_ms.saturating_sub(since)).unwrap_or(0))
+                .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis);
+            if offline_for >= expiry {
+                self.sessions.delete(&session.client_id).await?;
+                continue;
+            }
+            let persistent = Arc::new(Persistent::new(expiry, self.queue_max(&session.client_id)));
+            *persistent.queued() = session.queued;
+            persistent.set_offline(Some(now.checked_sub(offline_for).unwrap_or(now)));
+            self.router.restore(
+                Arc::from(session.client_id.as_str()),
+                session.subscriptions,
+                persistent,
+            );
+            restored += 1;
+        }
+        if restored > 0 {
+            tracing::info!(sessions = restored, "persistent sessions restored");
+        }
+        Ok(())
+    }
+
+    /// The queue limit of a ClientId's persistent session.
+    pub(crate) fn queue_max(&self, _client_id: &str) -> usize {
+        self.settings.offline_queue_max
+    }
+
+    pub(crate) fn sessions(&self) -> &SessionStore {
+        &self.sessions
+    }
+
+    /// Ends persistent sessions past their expiry, on disk too.
+    async fn expire_sessions(&self) {
+        for client in self.router.expire(std::time::Instant::now()) {
+            tracing::info!(client_id = %client, "persistent session expired");
+            if let Err(err) = self.sessions.delete(&client).await {
+                tracing::error!(error = %err, client_id = %client, "deleting an expired session failed");
+            }
+        }
     }
 
     /// Whether `device` may connect now (at most once per `device_connect_interval`);
@@ -179,34 +256,105 @@ impl Broker {
     }
 
     /// Delivers an accepted message to every matching subscriber, waiting for room in
-    /// their mailboxes (back-pressure) rather than dropping.
-    pub async fn route(&self, message: &Arc<Message>) {
+    /// their mailboxes (back-pressure) rather than dropping. Returns once the message is
+    /// durable in the queue of every persistent session it was routed to, so the caller
+    /// may acknowledge it; an error means it is not, and must not be acknowledged.
+    pub async fn route(&self, message: &Arc<Message>) -> Result<(), QueueError> {
         self.metrics.messages_in.inc();
-        for (client, sub_qos) in self.router.subscribers(&message.topic) {
-            let delivered = match self.router.mailbox(&client) {
-                Some(mailbox) => self.hand_over(&mailbox, message.clone(), sub_qos).await,
-                None => false,
-            };
-            if !delivered {
-                self.metrics
-                    .dropped
-                    .get_or_create(&Reason::of("no_connection"))
-                    .inc();
-            }
-        }
+        let subscribers = self.router.subscribers(&message.topic);
+        self.route_to(message, subscribers.into_iter()).await?;
+        Ok(())
     }
 
-    /// Puts a message in a connection's mailbox at the QoS both sides allow (devices: at
-    /// most 1), waiting for room; false when the connection is gone.
+    /// Routes `message` to the given subscribers (ClientId, subscribed QoS).
+    pub(crate) async fn route_to(
+        &self,
+        message: &Arc<Message>,
+        subscribers: impl Iterator<Item = (Arc<str>, QoS)>,
+    ) -> Result<Routed, QueueError> {
+        let mut routed = Routed::default();
+        let mut batch = Batch::new();
+        let mut handovers = Vec::new();
+        for (client, sub_qos) in subscribers {
+            // Devices receive at most QoS 1 (Tencent has no QoS 2).
+            let qos = message.qos.min(sub_qos).min(QoS::AtLeastOnce);
+            let Some(Target {
+                mailbox,
+                persistent,
+            }) = self.router.target(&client)
+            else {
+                self.dropped("no_connection");
+                continue;
+            };
+            let seq = match &persistent {
+                Some(p) if qos >= QoS::AtLeastOnce => {
+                    Some(self.enqueue(&mut batch, &client, p, message)?)
+                }
+                _ => None,
+            };
+            routed.queued += usize::from(seq.is_some());
+            match mailbox {
+                Some(mailbox) => handovers.push((mailbox, qos, seq)),
+                None if seq.is_none() => self.dropped("no_connection"),
+                None => {}
+            }
+        }
+        // The queue appends are submitted before any hand-over, so a subscriber's ack
+        // (which removes the message) can never reach the log ahead of its append.
+        let durable = if batch.is_empty() {
+            None
+        } else {
+            Some(self.sessions.log().start(batch, Durability::Sync).await?)
+        };
+        for (mailbox, qos, seq) in handovers {
+            if self.hand_over(&mailbox, message.clone(), qos, seq).await {
+                routed.live += 1;
+            } else if seq.is_none() {
+                self.dropped("no_connection");
+            }
+        }
+        if let Some(durable) = durable {
+            durable.wait().await?;
+        }
+        Ok(routed)
+    }
+
+    /// Appends `message` to a persistent session's queue in `batch`, dropping the oldest
+    /// message when the queue is full; returns the message's seq.
+    fn enqueue(
+        &self,
+        batch: &mut Batch,
+        client: &str,
+        persistent: &Persistent,
+        message: &Message,
+    ) -> Result<u64, QueueError> {
+        let mut queued = persistent.queued();
+        if *queued >= persistent.queue_max && self.sessions.drop_oldest(batch, client)? {
+            *queued = queued.saturating_sub(1);
+            self.dropped("queue_full");
+        }
+        *queued += 1;
+        Ok(self.sessions.enqueue(batch, client, message))
+    }
+
+    fn dropped(&self, reason: &'static str) {
+        self.metrics
+            .dropped
+            .get_or_create(&Reason::of(reason))
+            .inc();
+    }
+
+    /// Puts a message in a connection's mailbox, waiting for room; false when the
+    /// connection is gone. `seq` names its entry in the session's durable queue.
     async fn hand_over(
         &self,
         mailbox: &mpsc::Sender<ToWriter>,
         message: Arc<Message>,
-        sub_qos: QoS,
+        qos: QoS,
+        seq: Option<u64>,
     ) -> bool {
-        let qos = message.qos.min(sub_qos).min(QoS::AtLeastOnce);
         let sent = mailbox
-            .send(ToWriter::Deliver { message, qos })
+            .send(ToWriter::Deliver { message, qos, seq })
             .await
             .is_ok();
         if sent {
@@ -215,24 +363,37 @@ impl Broker {
         sent
     }
 
-    /// Delivers a message to one device's connection if it is subscribed to the topic.
+    /// Delivers a message to one device if it is subscribed to the topic: to its live
+    /// connection, or (QoS 1, persistent session) into its durable queue.
     async fn deliver_to(&self, device: &DeviceId, message: Message) -> DownlinkOutcome {
-        let client_id = device.client_id();
-        let Some(mailbox) = self.router.mailbox(&client_id) else {
+        let client_id: Arc<str> = Arc::from(device.client_id().as_str());
+        let Some(target) = self.router.target(&client_id) else {
             return DownlinkOutcome::DeviceOffline;
         };
         let Some(sub_qos) = self
             .router
             .subscribers(&message.topic)
-            .get(client_id.as_str())
+            .get(&client_id)
             .copied()
         else {
-            return DownlinkOutcome::NoSubscription;
+            return if target.mailbox.is_some() {
+                DownlinkOutcome::NoSubscription
+            } else {
+                DownlinkOutcome::DeviceOffline
+            };
         };
-        if self.hand_over(&mailbox, Arc::new(message), sub_qos).await {
-            DownlinkOutcome::Delivered
-        } else {
-            DownlinkOutcome::DeviceOffline
+        let message = Arc::new(message);
+        match self
+            .route_to(&message, std::iter::once((client_id.clone(), sub_qos)))
+            .await
+        {
+            Ok(routed) if routed.live > 0 => DownlinkOutcome::Delivered,
+            Ok(routed) if routed.queued > 0 => DownlinkOutcome::Saved,
+            Ok(_) => DownlinkOutcome::DeviceOffline,
+            Err(err) => {
+                tracing::error!(error = %err, client_id = %client_id, "queueing a downlink message failed");
+                DownlinkOutcome::Failed
+            }
         }
     }
 
@@ -250,6 +411,14 @@ impl Broker {
         if let Some(inbox) = inbox {
             tokio::spawn(Self::record_statuses(self.directory.clone(), inbox));
         }
+        let sweeper = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                sweeper.expire_sessions().await;
+            }
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {

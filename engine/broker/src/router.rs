@@ -5,13 +5,15 @@
 //! number of subscriptions. Each live client has a bounded mailbox; routing waits for room
 //! (back-pressure on the publisher) rather than dropping.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Instant;
 
 use eddy_core::{QoS, Topic, TopicFilter};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::ToWriter;
+use crate::session::Persistent;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -99,13 +101,13 @@ impl Node {
     }
 }
 
-/// The filters one connection subscribed to.
+/// The filters a session subscribed to, with their QoS.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Subscriptions(Arc<Mutex<HashSet<TopicFilter>>>);
+pub(crate) struct Subscriptions(Arc<Mutex<HashMap<TopicFilter, QoS>>>);
 
 impl Subscriptions {
-    pub fn insert(&self, filter: TopicFilter) {
-        lock(&self.0).insert(filter);
+    pub fn insert(&self, filter: TopicFilter, qos: QoS) {
+        lock(&self.0).insert(filter, qos);
     }
 
     pub fn remove(&self, filter: &TopicFilter) {
@@ -113,14 +115,21 @@ impl Subscriptions {
     }
 
     pub fn contains(&self, filter: &TopicFilter) -> bool {
-        lock(&self.0).contains(filter)
+        lock(&self.0).contains_key(filter)
     }
 
     pub fn len(&self) -> usize {
         lock(&self.0).len()
     }
 
-    fn take(&self) -> HashSet<TopicFilter> {
+    /// The subscriptions, in filter order (as stored with a persistent session).
+    pub fn snapshot(&self) -> Vec<(TopicFilter, QoS)> {
+        let mut all: Vec<_> = lock(&self.0).iter().map(|(f, q)| (f.clone(), *q)).collect();
+        all.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        all
+    }
+
+    fn take(&self) -> HashMap<TopicFilter, QoS> {
         std::mem::take(&mut *lock(&self.0))
     }
 }
@@ -131,14 +140,56 @@ pub(crate) struct ClientHandle {
     pub connection_id: u64,
     pub mailbox: mpsc::Sender<ToWriter>,
     pub kick: Arc<Mutex<Option<oneshot::Sender<()>>>>,
-    pub subscriptions: Subscriptions,
 }
 
-/// Subscriptions and live clients.
+/// A session: a connected client, or a persistent session waiting for its client.
+#[derive(Debug)]
+struct Session {
+    connection: Option<ClientHandle>,
+    subscriptions: Subscriptions,
+    persistent: Option<Arc<Persistent>>,
+}
+
+/// Where routing finds a subscriber.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// Its connection's mailbox, when connected.
+    pub mailbox: Option<mpsc::Sender<ToWriter>>,
+    /// Its durable queue's bookkeeping, for a persistent session.
+    pub persistent: Option<Arc<Persistent>>,
+}
+
+/// What [`Router::attach`] found and did.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    /// The connection replaced, to be kicked.
+    pub previous: Option<ClientHandle>,
+    /// The session's subscriptions, carried over when the session resumed.
+    pub subscriptions: Subscriptions,
+    /// The session's persistence, carried over when it resumed.
+    pub persistent: Option<Arc<Persistent>>,
+    /// A persistent session resumed (MQTT's "session present").
+    pub resumed: bool,
+    /// An earlier persistent session of this ClientId ended: its durable state must go.
+    pub discarded: bool,
+}
+
+/// What [`Router::detach`] did.
+#[derive(Debug)]
+pub(crate) enum Detached {
+    /// A newer connection holds the session: nothing changed.
+    Replaced,
+    /// The session ended with its connection.
+    Ended,
+    /// The session is persistent and waits for its client.
+    Kept(Arc<Persistent>, Subscriptions),
+}
+
+/// Subscriptions and sessions.
 #[derive(Debug, Default)]
 pub struct Router {
     tree: RwLock<Node>,
-    clients: Mutex<HashMap<Arc<str>, ClientHandle>>,
+    sessions: Mutex<HashMap<Arc<str>, Session>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -167,9 +218,10 @@ impl Router {
         out
     }
 
-    /// Registers a client's connection; returns the one it replaces, to be kicked. Sessions
-    /// are clean (persistent sessions come with the durable queues), so the replaced
-    /// connection's subscriptions go with it.
+    /// Registers a client's connection. A persistent session of the same ClientId resumes
+    /// when the new connection asks to keep it (`!clean_start` and `persistent`); any
+    /// other earlier session ends, its subscriptions with it. Returns the connection
+    /// replaced, to be kicked.
     ///
     /// `on_attached` runs under the table's lock, so events it emits are ordered exactly
     /// as connections replace one another.
@@ -177,63 +229,159 @@ impl Router {
         &self,
         client: Arc<str>,
         handle: ClientHandle,
+        clean_start: bool,
+        persistent: Option<Arc<Persistent>>,
         on_attached: impl FnOnce(),
-    ) -> Option<ClientHandle> {
-        let previous = {
-            let mut clients = lock(&self.clients);
-            let previous = clients.insert(client.clone(), handle);
+    ) -> Attached {
+        let (attached, ended) = {
+            let mut sessions = lock(&self.sessions);
+            let old = sessions.remove(&client);
+            let (attached, ended, session) = match old {
+                Some(old) if !clean_start && persistent.is_some() && old.persistent.is_some() => {
+                    let attached = Attached {
+                        previous: old.connection,
+                        subscriptions: old.subscriptions.clone(),
+                        persistent: old.persistent.clone(),
+                        resumed: true,
+                        discarded: false,
+                    };
+                    let session = Session {
+                        connection: Some(handle),
+                        subscriptions: old.subscriptions,
+                        persistent: old.persistent,
+                    };
+                    (attached, None, session)
+                }
+                old => {
+                    let subscriptions = Subscriptions::default();
+                    let attached = Attached {
+                        previous: old.as_ref().and_then(|o| o.connection.clone()),
+                        subscriptions: subscriptions.clone(),
+                        persistent: persistent.clone(),
+                        resumed: false,
+                        discarded: old.as_ref().is_some_and(|o| o.persistent.is_some()),
+                    };
+                    let session = Session {
+                        connection: Some(handle),
+                        subscriptions,
+                        persistent,
+                    };
+                    (attached, old.map(|o| o.subscriptions), session)
+                }
+            };
+            sessions.insert(client.clone(), session);
             on_attached();
-            previous
+            (attached, ended)
         };
-        if let Some(previous) = &previous {
-            self.drop_subscriptions(&client, &previous.subscriptions);
+        if let Some(subscriptions) = ended {
+            self.drop_subscriptions(&client, &subscriptions);
         }
-        previous
+        if let Some(p) = &attached.persistent {
+            p.set_offline(None);
+        }
+        attached
     }
 
-    /// Removes a client's connection and its subscriptions, unless a newer connection has
-    /// replaced it; returns whether it was still the current one. `on_detached` runs under
-    /// the table's lock, only when it was.
+    /// Ends a connection, unless a newer one has replaced it. A clean session goes with
+    /// its subscriptions; a persistent one stays. `on_detached` runs under the table's
+    /// lock, only when this was the session's current connection.
     pub(crate) fn detach(
         &self,
         client: &str,
         connection_id: u64,
         on_detached: impl FnOnce(),
-    ) -> bool {
-        let removed = {
-            let mut clients = lock(&self.clients);
-            if clients
-                .get(client)
-                .is_some_and(|h| h.connection_id == connection_id)
-            {
-                on_detached();
-                clients.remove(client)
-            } else {
-                None
+    ) -> Detached {
+        let ended = {
+            let mut sessions = lock(&self.sessions);
+            let Some(session) = sessions.get_mut(client).filter(|s| {
+                s.connection
+                    .as_ref()
+                    .is_some_and(|h| h.connection_id == connection_id)
+            }) else {
+                return Detached::Replaced;
+            };
+            on_detached();
+            if let Some(persistent) = &session.persistent {
+                session.connection = None;
+                persistent.set_offline(Some(Instant::now()));
+                return Detached::Kept(persistent.clone(), session.subscriptions.clone());
             }
+            sessions.remove(client)
         };
-        match removed {
-            Some(handle) => {
-                self.drop_subscriptions(client, &handle.subscriptions);
-                true
-            }
-            None => false,
+        if let Some(session) = ended {
+            self.drop_subscriptions(client, &session.subscriptions);
         }
+        Detached::Ended
+    }
+
+    /// Puts back a persistent session found on disk at startup, with no connection.
+    pub(crate) fn restore(
+        &self,
+        client: Arc<str>,
+        subscriptions: Vec<(TopicFilter, QoS)>,
+        persistent: Arc<Persistent>,
+    ) {
+        let subs = Subscriptions::default();
+        for (filter, qos) in subscriptions {
+            self.subscribe(&client, &filter, qos);
+            subs.insert(filter, qos);
+        }
+        lock(&self.sessions).insert(
+            client,
+            Session {
+                connection: None,
+                subscriptions: subs,
+                persistent: Some(persistent),
+            },
+        );
+    }
+
+    /// Ends every persistent session that has waited longer than its expiry; returns
+    /// their ClientIds so their durable state can be deleted.
+    pub(crate) fn expire(&self, now: Instant) -> Vec<Arc<str>> {
+        let ended: Vec<(Arc<str>, Session)> = {
+            let mut sessions = lock(&self.sessions);
+            let expired: Vec<Arc<str>> = sessions
+                .iter()
+                .filter(|(_, s)| {
+                    s.connection.is_none() && s.persistent.as_ref().is_some_and(|p| p.expired(now))
+                })
+                .map(|(c, _)| c.clone())
+                .collect();
+            expired
+                .into_iter()
+                .filter_map(|c| sessions.remove(&c).map(|s| (c, s)))
+                .collect()
+        };
+        ended
+            .into_iter()
+            .map(|(client, session)| {
+                self.drop_subscriptions(&client, &session.subscriptions);
+                client
+            })
+            .collect()
     }
 
     fn drop_subscriptions(&self, client: &str, subscriptions: &Subscriptions) {
-        for filter in subscriptions.take() {
+        for filter in subscriptions.take().into_keys() {
             self.unsubscribe(client, &filter);
         }
     }
 
-    pub(crate) fn mailbox(&self, client: &str) -> Option<mpsc::Sender<ToWriter>> {
-        lock(&self.clients).get(client).map(|h| h.mailbox.clone())
+    /// Where to deliver to `client`; `None` when it has no session.
+    pub(crate) fn target(&self, client: &str) -> Option<Target> {
+        lock(&self.sessions).get(client).map(|s| Target {
+            mailbox: s.connection.as_ref().map(|h| h.mailbox.clone()),
+            persistent: s.persistent.clone(),
+        })
     }
 
     /// How many clients are connected.
     pub fn connected(&self) -> usize {
-        lock(&self.clients).len()
+        lock(&self.sessions)
+            .values()
+            .filter(|s| s.connection.is_some())
+            .count()
     }
 }
 

@@ -29,6 +29,14 @@ pub struct BrokerSettings {
     /// that address is refused until the window ends (0 turns the limit off).
     pub auth_failure_limit: u32,
     pub auth_failure_window: Duration,
+    /// How long a persistent session outlives its connection (MQTT 3 `CleanSession = 0`;
+    /// the upper bound of an MQTT 5 client's Session Expiry Interval).
+    pub session_expiry: Duration,
+    /// Most QoS 1 messages kept for one persistent session (Tencent: 150); the oldest is
+    /// dropped and counted when full.
+    pub offline_queue_max: usize,
+    /// How long a queued message is kept (Tencent: 24 h).
+    pub offline_message_ttl: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -46,6 +54,9 @@ impl Default for BrokerSettings {
             device_connect_interval: Duration::from_secs(5),
             auth_failure_limit: 10,
             auth_failure_window: Duration::from_secs(60),
+            session_expiry: Duration::from_secs(24 * 3600),
+            offline_queue_max: 150,
+            offline_message_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -76,6 +87,20 @@ impl RateLimit {
             tokens: burst,
             last: std::time::Instant::now(),
         }
+    }
+
+    /// How long until the next token.
+    pub fn wait(&self) -> std::time::Duration {
+        let elapsed = self.last.elapsed().as_secs_f64();
+        let tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if tokens >= 1.0 {
+            return std::time::Duration::ZERO;
+        }
+        if self.rate <= 0.0 {
+            // No refill: waiting cannot help; look again in a while.
+            return std::time::Duration::from_secs(1);
+        }
+        std::time::Duration::from_secs_f64((1.0 - tokens) / self.rate)
     }
 
     /// Takes one token if there is one.

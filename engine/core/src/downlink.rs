@@ -12,6 +12,11 @@ pub enum DownlinkOutcome {
     DeviceOffline,
     /// The device is connected but not subscribed to the topic.
     NoSubscription,
+    /// The device is offline with a persistent session subscribed to the topic: the QoS 1
+    /// message is stored durably and delivered when it reconnects.
+    Saved,
+    /// The message could not be stored (the durable log failed).
+    Failed,
 }
 
 #[async_trait::async_trait]

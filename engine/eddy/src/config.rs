@@ -96,6 +96,14 @@ pub struct MqttConfig {
     pub auth_failure_limit: u32,
     #[serde(with = "humantime_serde")]
     pub auth_failure_window: Duration,
+    /// How long a persistent session outlives its last connection.
+    #[serde(with = "humantime_serde")]
+    pub session_expiry: Duration,
+    /// Most QoS 1 messages queued per persistent session (Tencent: 150).
+    pub offline_queue_max: usize,
+    /// How long a queued message is kept (Tencent: 24 h).
+    #[serde(with = "humantime_serde")]
+    pub offline_message_ttl: Duration,
 }
 
 impl MqttConfig {
@@ -104,6 +112,11 @@ impl MqttConfig {
         let keepalive_max_secs = u16::try_from(self.keepalive_max.as_secs()).map_err(|_| {
             ConfigError("  - mqtt.keepalive-max must be at most 65535s (MQTT's limit)".into())
         })?;
+        if self.offline_queue_max == 0 {
+            return Err(ConfigError(
+                "  - mqtt.offline-queue-max must be at least 1".into(),
+            ));
+        }
         if self.outgoing_queue == 0 {
             return Err(ConfigError(
                 "  - mqtt.outgoing-queue must be at least 1".into(),
@@ -122,6 +135,9 @@ impl MqttConfig {
             device_connect_interval: self.device_connect_interval,
             auth_failure_limit: self.auth_failure_limit,
             auth_failure_window: self.auth_failure_window,
+            session_expiry: self.session_expiry,
+            offline_queue_max: self.offline_queue_max,
+            offline_message_ttl: self.offline_message_ttl,
         })
     }
 }

@@ -90,5 +90,17 @@ pub(super) async fn publish(state: &ApiState, p: &Params) -> Result<Map<String, 
             "FailedOperation.DeviceNoSubscription",
             format!("The device {id} is not subscribed to the topic."),
         )),
+        // Tencent answers a message stored for an offline device with this error code;
+        // the message is durable when it is sent.
+        DownlinkOutcome::Saved => Err(ApiError::new(
+            "LimitExceeded.MessageSaved",
+            format!(
+                "The device {id} is offline; the message is saved and will be delivered when it reconnects."
+            ),
+        )),
+        DownlinkOutcome::Failed => Err(ApiError::new(
+            "InternalError",
+            "The message could not be stored; it was not delivered.",
+        )),
     }
 }

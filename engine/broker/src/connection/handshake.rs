@@ -41,6 +41,10 @@ struct Connect {
     username: Option<String>,
     password: Option<Bytes>,
     keep_alive: u16,
+    /// MQTT 3 CleanSession, MQTT 5 Clean Start.
+    clean_start: bool,
+    /// How long the session should outlive the connection (MQTT 3: forever unless clean).
+    session_expiry_secs: u32,
 }
 
 pub(super) async fn handshake(
@@ -87,6 +91,8 @@ pub(super) async fn handshake(
             username: c.username.map(|u| u.to_string()),
             password: c.password,
             keep_alive: c.keep_alive,
+            clean_start: c.clean_session,
+            session_expiry_secs: if c.clean_session { 0 } else { u32::MAX },
         },
         Some(Ok((MqttPacket::V5(v5::Packet::Connect(c)), _))) => Connect {
             v5: true,
@@ -94,6 +100,8 @@ pub(super) async fn handshake(
             username: c.username.map(|u| u.to_string()),
             password: c.password,
             keep_alive: c.keep_alive,
+            clean_start: c.clean_start,
+            session_expiry_secs: c.session_expiry_interval_secs,
         },
         Some(Ok(_)) => return Err(ConnectionError::Protocol("expected a CONNECT".into())),
         Some(Err(err)) => return Err(ConnectionError::Decode(format!("{err:?}"))),
@@ -125,7 +133,14 @@ pub(super) async fn handshake(
                 device,
                 permissions,
                 keep_alive: connect.keep_alive,
+                clean_start: connect.clean_start,
+                // The broker's limit caps what the client asks for.
+                session_expiry: std::time::Duration::from_secs(u64::from(
+                    connect.session_expiry_secs,
+                ))
+                .min(broker.settings.session_expiry),
                 subscriptions: Subscriptions::default(),
+                persistent: None,
             }))
         }
         Err(refusal) => {

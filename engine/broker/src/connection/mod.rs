@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use eddy_core::{DeviceId, Message, QoS};
 use futures::{SinkExt as _, StreamExt as _};
@@ -25,7 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
 use crate::acl::DevicePermissions;
-use crate::router::{ClientHandle, Subscriptions};
+use crate::router::{ClientHandle, Detached, Subscriptions};
+use crate::session::Persistent;
 use crate::{Broker, StatusEvent};
 
 use handshake::handshake;
@@ -41,8 +43,13 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) enum ToWriter {
     /// An ack or other reply, already in the connection's protocol version.
     Packet(MqttPacket),
-    /// A routed message, delivered at `qos` (the lower of publish and subscription QoS).
-    Deliver { message: Arc<Message>, qos: QoS },
+    /// A routed message, delivered at `qos` (the lower of publish and subscription QoS);
+    /// `seq` is its entry in the session's durable queue, removed when acknowledged.
+    Deliver {
+        message: Arc<Message>,
+        qos: QoS,
+        seq: Option<u64>,
+    },
     /// The client acknowledged QoS 1 delivery `packet_id`.
     Acked(NonZeroU16),
     /// Close the connection, telling a v5 client why.
@@ -85,12 +92,16 @@ pub(super) struct Admitted {
     pub(super) device: DeviceId,
     pub(super) permissions: DevicePermissions,
     pub(super) keep_alive: u16,
-    /// This connection's subscriptions, shared with its router handle so that a newer
-    /// connection with the same ClientId can clear them.
+    pub(super) clean_start: bool,
+    /// How long its session outlives the connection; zero for a clean session.
+    pub(super) session_expiry: Duration,
+    /// Its session's subscriptions (set once the session is attached).
     pub(super) subscriptions: Subscriptions,
+    /// Its session's persistence, when persistent (set once attached).
+    pub(super) persistent: Option<Arc<Persistent>>,
 }
 
-async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, admitted: Admitted) {
+async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Admitted) {
     let connection_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let (mailbox, inbox) = mpsc::channel(broker.settings.outgoing_queue);
     let (kick_tx, kick_rx) = oneshot::channel();
@@ -98,19 +109,28 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, admitted: Admitt
         connection_id,
         mailbox: mailbox.clone(),
         kick: Arc::new(Mutex::new(Some(kick_tx))),
-        subscriptions: admitted.subscriptions.clone(),
     };
+    let wants_persistent = (!admitted.session_expiry.is_zero()).then(|| {
+        Arc::new(Persistent::new(
+            admitted.session_expiry,
+            broker.queue_max(&admitted.client_id),
+        ))
+    });
     let (recorded_tx, recorded) = oneshot::channel();
-    let previous = broker
-        .router
-        .attach(admitted.client_id.clone(), handle, || {
+    let attached = broker.router.attach(
+        admitted.client_id.clone(),
+        handle,
+        admitted.clean_start,
+        wants_persistent,
+        || {
             broker.record_status(StatusEvent {
                 device: admitted.device.clone(),
                 online_from: Some(peer.ip().to_string()),
                 recorded: Some(recorded_tx),
             });
-        });
-    if let Some(previous) = previous {
+        },
+    );
+    if let Some(previous) = &attached.previous {
         tracing::info!(client_id = %admitted.client_id, "same ClientId connected again: kicking the older connection");
         let kick = previous
             .kick
@@ -121,9 +141,39 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, admitted: Admitt
             let _ = kick.send(());
         }
     }
+    admitted.subscriptions = attached.subscriptions;
+    admitted.persistent = attached.persistent;
+    let resumed = attached.resumed;
+    let discarded = attached.discarded;
+
+    let offline = || {
+        broker.record_status(StatusEvent {
+            device: admitted.device.clone(),
+            online_from: None,
+            recorded: None,
+        });
+    };
+    // A session that did not resume starts with nothing on disk; a resumed one sends
+    // again whatever its queue still holds.
+    let replay = match session_start(&broker, &admitted, resumed, discarded).await {
+        Ok(replay) => replay,
+        Err(err) => {
+            tracing::error!(error = %err, client_id = %admitted.client_id, "opening the session failed");
+            let _ = recorded.await;
+            broker
+                .router
+                .detach(&admitted.client_id, connection_id, offline);
+            return;
+        }
+    };
 
     let ack = if admitted.v5 {
         MqttPacket::V5(v5::Packet::ConnectAck(Box::new(v5::ConnectAck {
+            session_present: resumed,
+            session_expiry_interval_secs: admitted
+                .persistent
+                .as_ref()
+                .map(|p| u32::try_from(p.expiry.as_secs()).unwrap_or(u32::MAX)),
             max_packet_size: Some(broker.settings.max_packet_bytes()),
             // Tencent devices use QoS 0 and 1.
             max_qos: rmqtt_codec::types::QoS::AtLeastOnce,
@@ -135,41 +185,120 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, admitted: Admitt
         })))
     } else {
         MqttPacket::V3(v3::Packet::ConnectAck(v3::ConnectAck {
-            session_present: false,
+            session_present: resumed,
             return_code: v3::ConnectAckReason::ConnectionAccepted,
         }))
     };
     // The CONNACK goes out once the registry says "online", so whoever sees the device
     // connected also sees it online.
     let _ = recorded.await;
-    let offline = || {
-        broker.record_status(StatusEvent {
-            device: admitted.device.clone(),
-            online_from: None,
-            recorded: None,
-        });
-    };
     if io.send(ack).await.is_err() {
-        broker
-            .router
-            .detach(&admitted.client_id, connection_id, offline);
+        end_session(&broker, &admitted, connection_id, offline).await;
         return;
     }
-    tracing::info!(%peer, device = %admitted.device, v5 = admitted.v5, "device connected");
+    tracing::info!(%peer, device = %admitted.device, v5 = admitted.v5, resumed, "device connected");
     broker.metrics.connections.inc();
 
     let (sink, stream) = io.split();
-    let writer = tokio::spawn(write_loop(broker.clone(), sink, inbox, admitted.v5));
+    let session = admitted
+        .persistent
+        .clone()
+        .map(|p| (admitted.client_id.clone(), p));
+    let writer = tokio::spawn(write_loop(
+        broker.clone(),
+        sink,
+        inbox,
+        admitted.v5,
+        session,
+        replay,
+    ));
     let reason = read_loop(&broker, stream, &mailbox, kick_rx, &admitted).await;
     let _ = mailbox.send(ToWriter::Close(reason)).await;
     drop(mailbox);
     let _ = writer.await;
 
-    // A connection replaced by a newer one with the same ClientId leaves the newer one's
-    // subscriptions and online state alone.
-    broker
-        .router
-        .detach(&admitted.client_id, connection_id, offline);
+    end_session(&broker, &admitted, connection_id, offline).await;
     broker.metrics.connections.dec();
     tracing::info!(%peer, device = %admitted.device, "device disconnected");
+}
+
+/// Prepares a session's durable side as its connection starts; returns the queued
+/// messages to send again, oldest first.
+async fn session_start(
+    broker: &Broker,
+    admitted: &Admitted,
+    resumed: bool,
+    discarded: bool,
+) -> Result<Vec<(u64, Arc<Message>)>, eddy_queue::QueueError> {
+    let store = broker.sessions();
+    if discarded {
+        // An earlier persistent session of this ClientId ended: its queue goes with it.
+        store.delete(&admitted.client_id).await?;
+    }
+    let Some(persistent) = &admitted.persistent else {
+        return Ok(Vec::new());
+    };
+    // A new session is on disk before its CONNACK; a resumed one only notes it is back.
+    store
+        .save(
+            &admitted.client_id,
+            &admitted.subscriptions.snapshot(),
+            persistent.expiry.as_secs(),
+            None,
+            if resumed {
+                eddy_queue::Durability::Buffered
+            } else {
+                eddy_queue::Durability::Sync
+            },
+        )
+        .await?;
+    if !resumed {
+        return Ok(Vec::new());
+    }
+    let ttl = i64::try_from(broker.settings.offline_message_ttl.as_millis()).unwrap_or(i64::MAX);
+    let not_before = eddy_core::time::unix_now_ms().saturating_sub(ttl);
+    let (queued, expired) = store.queued(&admitted.client_id, not_before).await?;
+    for _ in 0..expired {
+        broker
+            .metrics
+            .dropped
+            .get_or_create(&crate::metrics::Reason::of("expired"))
+            .inc();
+    }
+    *persistent.queued() = queued.len();
+    Ok(queued
+        .into_iter()
+        .map(|(seq, message)| (seq, Arc::new(message)))
+        .collect())
+}
+
+/// Ends the connection's hold on its session: a clean session ends; a persistent one
+/// records when it went offline (its expiry runs from then, across restarts).
+async fn end_session(
+    broker: &Broker,
+    admitted: &Admitted,
+    connection_id: u64,
+    offline: impl FnOnce(),
+) {
+    // A connection replaced by a newer one with the same ClientId leaves the newer one's
+    // session and online state alone.
+    if let Detached::Kept(persistent, subscriptions) =
+        broker
+            .router
+            .detach(&admitted.client_id, connection_id, offline)
+    {
+        let saved = broker
+            .sessions()
+            .save(
+                &admitted.client_id,
+                &subscriptions.snapshot(),
+                persistent.expiry.as_secs(),
+                Some(eddy_core::time::unix_now_ms()),
+                eddy_queue::Durability::Buffered,
+            )
+            .await;
+        if let Err(err) = saved {
+            tracing::error!(error = %err, client_id = %admitted.client_id, "recording the session's end failed");
+        }
+    }
 }

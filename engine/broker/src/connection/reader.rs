@@ -171,17 +171,32 @@ pub(super) async fn read_loop(
                 } else {
                     None
                 };
-                publish(
+                match publish(
                     broker, client, topic, payload, qos, retain, packet_id, refusal,
                 )
                 .await
+                {
+                    Ok(reply) => reply,
+                    // Not durable, so not acknowledged: closing makes the client send it
+                    // again on its next connection.
+                    Err(err) => {
+                        tracing::error!(error = %err, client_id = %client.client_id, "storing a routed message failed: closing without PUBACK");
+                        return Some(v5::DisconnectReasonCode::UnspecifiedError);
+                    }
+                }
             }
             Inbound::PubAck(id) => {
                 let _ = mailbox.send(ToWriter::Acked(id)).await;
                 None
             }
             Inbound::Subscribe { packet_id, filters } => {
-                Some(subscribe(broker, client, packet_id, &filters))
+                let reply = subscribe(broker, client, packet_id, &filters);
+                // A persistent session's subscriptions are on disk before the SUBACK.
+                if let Err(err) = save_subscriptions(broker, client).await {
+                    tracing::error!(error = %err, client_id = %client.client_id, "saving the session's subscriptions failed: closing");
+                    return Some(v5::DisconnectReasonCode::UnspecifiedError);
+                }
+                Some(reply)
             }
             Inbound::Unsubscribe { packet_id, filters } => {
                 for filter in &filters {
@@ -189,6 +204,10 @@ pub(super) async fn read_loop(
                         broker.router.unsubscribe(&client.client_id, &filter);
                         client.subscriptions.remove(&filter);
                     }
+                }
+                if let Err(err) = save_subscriptions(broker, client).await {
+                    tracing::error!(error = %err, client_id = %client.client_id, "saving the session's subscriptions failed: closing");
+                    return Some(v5::DisconnectReasonCode::UnspecifiedError);
                 }
                 Some(if client.v5 {
                     MqttPacket::V5(v5::Packet::UnsubscribeAck(v5::UnsubscribeAck {
@@ -250,7 +269,7 @@ async fn publish(
     retain: bool,
     packet_id: Option<NonZeroU16>,
     refusal: Option<Refused>,
-) -> Option<MqttPacket> {
+) -> Result<Option<MqttPacket>, eddy_queue::QueueError> {
     let ack = |refused: Option<Refused>| -> Option<MqttPacket> {
         let packet_id = packet_id?;
         match qos {
@@ -287,7 +306,7 @@ async fn publish(
             .publish_refused
             .get_or_create(&Reason::of(reason))
             .inc();
-        return ack(refusal);
+        return Ok(ack(refusal));
     }
     let message = Arc::new(Message {
         topic,
@@ -297,8 +316,28 @@ async fn publish(
         publisher: client.client_id.to_string(),
         received_at_ms: unix_now_ms(),
     });
-    broker.route(&message).await;
-    ack(None)
+    broker.route(&message).await?;
+    Ok(ack(None))
+}
+
+/// Writes a persistent session's subscriptions to disk (a clean session has none there).
+async fn save_subscriptions(
+    broker: &Broker,
+    client: &Admitted,
+) -> Result<(), eddy_queue::QueueError> {
+    let Some(persistent) = &client.persistent else {
+        return Ok(());
+    };
+    broker
+        .sessions()
+        .save(
+            &client.client_id,
+            &client.subscriptions.snapshot(),
+            persistent.expiry.as_secs(),
+            None,
+            eddy_queue::Durability::Sync,
+        )
+        .await
 }
 
 fn subscribe(
@@ -322,7 +361,7 @@ fn subscribe(
                 broker
                     .router
                     .subscribe(&client.client_id, &filter, core_qos(qos));
-                client.subscriptions.insert(filter);
+                client.subscriptions.insert(filter, core_qos(qos));
                 granted.push(Some(qos));
             }
             None => {

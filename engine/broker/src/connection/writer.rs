@@ -1,10 +1,17 @@
 //! The writer task: the connection's mailbox to the socket, one flush per burst.
+//!
+//! For a persistent session it also keeps the session's queue honest: a QoS 1 delivery
+//! carries its queue entry, which is removed when the client acknowledges it; messages
+//! still queued from before the connection are sent first; and deliveries over the
+//! device's rate wait their turn here rather than being dropped (they are durable, and
+//! the queue's size bounds them).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU16;
 use std::sync::Arc;
 
 use bytestring::ByteString;
-use eddy_core::QoS;
+use eddy_core::{Message, QoS};
 use futures::SinkExt as _;
 use futures::stream::SplitSink;
 use rmqtt_codec::{MqttPacket, v3, v5};
@@ -13,19 +20,22 @@ use tokio::sync::mpsc;
 use super::{Io, ToWriter, wire_qos};
 use crate::Broker;
 use crate::metrics::Reason;
+use crate::session::Persistent;
 use crate::settings::RateLimit;
 
-/// Packet ids for QoS 1 deliveries, skipping ids still in flight.
-struct PacketIds {
+/// QoS 1 deliveries awaiting their PUBACK, by packet id, with their queue entries.
+#[derive(Default)]
+struct InFlight {
     next: u16,
-    in_flight: std::collections::HashSet<u16>,
+    by_id: HashMap<u16, Option<u64>>,
 }
 
-impl PacketIds {
-    fn allocate(&mut self) -> Option<NonZeroU16> {
+impl InFlight {
+    fn allocate(&mut self, seq: Option<u64>) -> Option<NonZeroU16> {
         for _ in 0..u16::MAX {
             self.next = self.next.wrapping_add(1).max(1);
-            if self.in_flight.insert(self.next) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.by_id.entry(self.next) {
+                slot.insert(seq);
                 return NonZeroU16::new(self.next);
             }
         }
@@ -33,84 +43,198 @@ impl PacketIds {
     }
 }
 
+/// A durable delivery waiting for the device's rate to allow it.
+struct Waiting {
+    message: Arc<Message>,
+    qos: QoS,
+    seq: u64,
+}
+
+struct Writer {
+    broker: Arc<Broker>,
+    sink: SplitSink<Io, MqttPacket>,
+    v5: bool,
+    session: Option<(Arc<str>, Arc<Persistent>)>,
+    rate: RateLimit,
+    in_flight: InFlight,
+    waiting: VecDeque<Waiting>,
+    /// Queue entries sent from the queue at connect; a routed copy of one is skipped.
+    replayed: HashSet<u64>,
+}
+
 pub(super) async fn write_loop(
     broker: Arc<Broker>,
-    mut sink: SplitSink<Io, MqttPacket>,
+    sink: SplitSink<Io, MqttPacket>,
     mut inbox: mpsc::Receiver<ToWriter>,
     v5: bool,
+    session: Option<(Arc<str>, Arc<Persistent>)>,
+    replay: Vec<(u64, Arc<Message>)>,
 ) {
-    // Tencent limits what a device receives too: excess deliveries are dropped, counted.
+    // Tencent limits what a device receives too: excess live deliveries are dropped and
+    // counted; durable ones wait.
     let settings = &broker.settings;
-    let mut delivery_rate = RateLimit::new(settings.device_rate_per_sec, settings.device_burst);
-    let mut ids = PacketIds {
-        next: 0,
-        in_flight: std::collections::HashSet::new(),
+    let rate = RateLimit::new(settings.device_rate_per_sec, settings.device_burst);
+    let mut w = Writer {
+        broker: broker.clone(),
+        sink,
+        v5,
+        session,
+        rate,
+        in_flight: InFlight::default(),
+        waiting: VecDeque::new(),
+        replayed: replay.iter().map(|(seq, _)| *seq).collect(),
     };
-    while let Some(first) = inbox.recv().await {
+    for (seq, message) in replay {
+        let qos = message.qos.min(QoS::AtLeastOnce);
+        w.waiting.push_back(Waiting { message, qos, seq });
+    }
+    loop {
+        if !w.send_waiting().await {
+            return;
+        }
+        let wait = (!w.waiting.is_empty()).then(|| w.rate.wait());
+        let first = tokio::select! {
+            command = inbox.recv() => match command {
+                Some(command) => command,
+                None => return,
+            },
+            () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => continue,
+        };
         let mut next = Some(first);
         while let Some(command) = next {
-            let packet = match command {
-                ToWriter::Packet(p) => Some(p),
-                ToWriter::Acked(id) => {
-                    ids.in_flight.remove(&id.get());
-                    None
-                }
-                ToWriter::Deliver { .. } if !delivery_rate.allow() => {
-                    broker
-                        .metrics
-                        .dropped
-                        .get_or_create(&Reason::of("rate"))
-                        .inc();
-                    tracing::debug!("delivery over the device's message rate: dropped");
-                    None
-                }
-                ToWriter::Deliver { message, qos } => {
-                    let packet_id = match qos {
-                        QoS::AtMostOnce => None,
-                        _ => ids.allocate(),
-                    };
-                    let publish = rmqtt_codec::types::Publish {
-                        dup: false,
-                        retain: false,
-                        qos: wire_qos(if packet_id.is_some() {
-                            qos
-                        } else {
-                            QoS::AtMostOnce
-                        }),
-                        topic: ByteString::from(message.topic.as_str()),
-                        packet_id,
-                        payload: message.payload.clone(),
-                        properties: v5.then(v5::PublishProperties::default),
-                    };
-                    Some(if v5 {
-                        MqttPacket::V5(v5::Packet::Publish(Box::new(publish)))
-                    } else {
-                        MqttPacket::V3(v3::Packet::Publish(Box::new(publish)))
-                    })
-                }
-                ToWriter::Close(reason) => {
-                    if v5 && let Some(reason_code) = reason {
-                        let _ = sink
-                            .feed(MqttPacket::V5(v5::Packet::Disconnect(v5::Disconnect {
-                                reason_code,
-                                ..Default::default()
-                            })))
-                            .await;
-                    }
-                    let _ = sink.flush().await;
-                    let _ = sink.close().await;
-                    return;
-                }
-            };
-            if let Some(packet) = packet
-                && sink.feed(packet).await.is_err()
-            {
-                return;
+            match w.handle(command).await {
+                Step::Continue => {}
+                Step::Stop => return,
             }
             next = inbox.try_recv().ok();
         }
-        if sink.flush().await.is_err() {
+        if w.sink.flush().await.is_err() {
             return;
+        }
+    }
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+impl Writer {
+    /// Sends the waiting durable deliveries the rate allows now; false when the socket
+    /// is gone.
+    async fn send_waiting(&mut self) -> bool {
+        let mut sent = false;
+        while !self.waiting.is_empty() && self.rate.allow() {
+            let Some(Waiting { message, qos, seq }) = self.waiting.pop_front() else {
+                break;
+            };
+            let packet = self.publish(&message, qos, Some(seq));
+            if self.sink.feed(packet).await.is_err() {
+                return false;
+            }
+            sent = true;
+        }
+        !sent || self.sink.flush().await.is_ok()
+    }
+
+    async fn handle(&mut self, command: ToWriter) -> Step {
+        let packet = match command {
+            ToWriter::Packet(p) => Some(p),
+            ToWriter::Acked(id) => {
+                if let Some(Some(seq)) = self.in_flight.by_id.remove(&id.get()) {
+                    self.acked(seq).await;
+                }
+                None
+            }
+            ToWriter::Deliver { seq: Some(seq), .. } if self.replayed.remove(&seq) => None,
+            ToWriter::Deliver {
+                message,
+                qos,
+                seq: Some(seq),
+            } if !self.waiting.is_empty() || !self.rate.allow() => {
+                // Durable: wait for the rate, behind the others already waiting.
+                self.waiting.push_back(Waiting { message, qos, seq });
+                if let Some((_, persistent)) = &self.session
+                    && self.waiting.len() > persistent.queue_max
+                {
+                    // Still in the durable queue, if not dropped there: it comes again
+                    // at the next connect.
+                    self.waiting.pop_front();
+                }
+                None
+            }
+            ToWriter::Deliver { seq: None, .. } if !self.rate.allow() => {
+                self.broker
+                    .metrics
+                    .dropped
+                    .get_or_create(&Reason::of("rate"))
+                    .inc();
+                tracing::debug!("delivery over the device's message rate: dropped");
+                None
+            }
+            ToWriter::Deliver { message, qos, seq } => Some(self.publish(&message, qos, seq)),
+            ToWriter::Close(reason) => {
+                if self.v5
+                    && let Some(reason_code) = reason
+                {
+                    let _ = self
+                        .sink
+                        .feed(MqttPacket::V5(v5::Packet::Disconnect(v5::Disconnect {
+                            reason_code,
+                            ..Default::default()
+                        })))
+                        .await;
+                }
+                let _ = self.sink.flush().await;
+                let _ = self.sink.close().await;
+                return Step::Stop;
+            }
+        };
+        if let Some(packet) = packet
+            && self.sink.feed(packet).await.is_err()
+        {
+            return Step::Stop;
+        }
+        Step::Continue
+    }
+
+    /// The client acknowledged a durable delivery: it leaves the session's queue.
+    async fn acked(&self, seq: u64) {
+        let Some((client_id, persistent)) = &self.session else {
+            return;
+        };
+        {
+            let mut queued = persistent.queued();
+            *queued = queued.saturating_sub(1);
+        }
+        if let Err(err) = self.broker.sessions().dequeue(client_id, seq).await {
+            // It stays queued and is delivered again at the next connect.
+            tracing::error!(error = %err, %client_id, "removing an acknowledged message failed");
+        }
+    }
+
+    fn publish(&mut self, message: &Message, qos: QoS, seq: Option<u64>) -> MqttPacket {
+        let packet_id = match qos {
+            QoS::AtMostOnce => None,
+            _ => self.in_flight.allocate(seq),
+        };
+        let publish = rmqtt_codec::types::Publish {
+            dup: false,
+            retain: false,
+            qos: wire_qos(if packet_id.is_some() {
+                qos
+            } else {
+                QoS::AtMostOnce
+            }),
+            topic: ByteString::from(message.topic.as_str()),
+            packet_id,
+            payload: message.payload.clone(),
+            properties: self.v5.then(v5::PublishProperties::default),
+        };
+        if self.v5 {
+            MqttPacket::V5(v5::Packet::Publish(Box::new(publish)))
+        } else {
+            MqttPacket::V3(v3::Packet::Publish(Box::new(publish)))
         }
     }
 }

@@ -47,10 +47,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, "cloud API listening");
     tracing::info!(addr = %mqtt_addr, "MQTT listening");
 
+    // Persistent sessions and their queued messages: the durable log (DESIGN.md
+    // decision 5), beside the registry in the data dir.
+    let log_dir = config.data_dir.join("queue");
+    let log = eddy_queue::Log::open(&log_dir)
+        .with_context(|| format!("opening the durable log in {}", log_dir.display()))?;
     let broker = Broker::new(
         config.mqtt.broker_settings()?,
         Arc::new(StoreDirectory::new(store.clone())),
-    );
+        &log,
+    )
+    .await
+    .context("restoring persistent sessions")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut broker_stop = stop_rx.clone();
     let broker_task = tokio::spawn(broker.clone().serve(mqtt, async move {
