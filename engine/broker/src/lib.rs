@@ -26,6 +26,7 @@ mod connection;
 pub mod device_auth;
 mod directory;
 pub mod metrics;
+mod retained;
 mod router;
 mod session;
 mod settings;
@@ -78,6 +79,8 @@ pub struct Broker {
     pub metrics: BrokerMetrics,
     /// Persistent sessions and their queues, on disk.
     sessions: SessionStore,
+    /// Retained messages, on disk.
+    retained: retained::Retained,
     /// Online/offline events, applied to the registry one at a time in the order the
     /// router saw them (so a reconnect's "online" can never be overtaken by the old
     /// connection's "offline"). At most two events per connection are ever queued.
@@ -113,6 +116,7 @@ impl Broker {
             router: Router::default(),
             metrics: BrokerMetrics::default(),
             sessions: SessionStore::open(log)?,
+            retained: retained::Retained::open(log)?,
             status,
             status_inbox: Mutex::new(Some(inbox)),
             last_connect: Mutex::default(),
@@ -160,6 +164,10 @@ impl Broker {
 
     pub(crate) fn sessions(&self) -> &SessionStore {
         &self.sessions
+    }
+
+    pub(crate) fn retained(&self) -> &retained::Retained {
+        &self.retained
     }
 
     /// Ends persistent sessions past their expiry, on disk too.
@@ -276,8 +284,8 @@ impl Broker {
         let mut batch = Batch::new();
         let mut handovers = Vec::new();
         for (client, sub_qos) in subscribers {
-            // Devices receive at most QoS 1 (Tencent has no QoS 2).
-            let qos = message.qos.min(sub_qos).min(QoS::AtLeastOnce);
+            // A subscription's QoS was capped when granted (devices: at most 1).
+            let qos = message.qos.min(sub_qos);
             let Some(Target {
                 mailbox,
                 persistent,
@@ -288,7 +296,7 @@ impl Broker {
             };
             let seq = match &persistent {
                 Some(p) if qos >= QoS::AtLeastOnce => {
-                    Some(self.enqueue(&mut batch, &client, p, message)?)
+                    Some(self.enqueue(&mut batch, &client, p, message, qos)?)
                 }
                 _ => None,
             };
@@ -327,6 +335,7 @@ impl Broker {
         client: &str,
         persistent: &Persistent,
         message: &Message,
+        qos: QoS,
     ) -> Result<u64, QueueError> {
         let mut queued = persistent.queued();
         if *queued >= persistent.queue_max && self.sessions.drop_oldest(batch, client)? {
@@ -334,7 +343,7 @@ impl Broker {
             self.dropped("queue_full");
         }
         *queued += 1;
-        Ok(self.sessions.enqueue(batch, client, message))
+        Ok(self.sessions.enqueue(batch, client, message, qos))
     }
 
     fn dropped(&self, reason: &'static str) {
@@ -354,7 +363,12 @@ impl Broker {
         seq: Option<u64>,
     ) -> bool {
         let sent = mailbox
-            .send(ToWriter::Deliver { message, qos, seq })
+            .send(ToWriter::Deliver {
+                message,
+                qos,
+                seq,
+                retain: false,
+            })
             .await
             .is_ok();
         if sent {

@@ -376,6 +376,14 @@ impl Router {
         })
     }
 
+    /// The id of the connection that holds `client`'s session now, if any.
+    pub(crate) fn connection_id(&self, client: &str) -> Option<u64> {
+        lock(&self.sessions)
+            .get(client)
+            .and_then(|s| s.connection.as_ref())
+            .map(|h| h.connection_id)
+    }
+
     /// How many clients are connected.
     pub fn connected(&self) -> usize {
         lock(&self.sessions)

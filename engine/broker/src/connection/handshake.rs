@@ -45,6 +45,16 @@ struct Connect {
     clean_start: bool,
     /// How long the session should outlive the connection (MQTT 3: forever unless clean).
     session_expiry_secs: u32,
+    will: Option<RawWill>,
+}
+
+/// A will as the CONNECT carried it, before it is checked.
+struct RawWill {
+    topic: bytestring::ByteString,
+    payload: Bytes,
+    qos: rmqtt_codec::types::QoS,
+    retain: bool,
+    delay_secs: u32,
 }
 
 pub(super) async fn handshake(
@@ -93,6 +103,13 @@ pub(super) async fn handshake(
             keep_alive: c.keep_alive,
             clean_start: c.clean_session,
             session_expiry_secs: if c.clean_session { 0 } else { u32::MAX },
+            will: c.last_will.map(|w| RawWill {
+                topic: w.topic,
+                payload: w.message,
+                qos: w.qos,
+                retain: w.retain,
+                delay_secs: 0,
+            }),
         },
         Some(Ok((MqttPacket::V5(v5::Packet::Connect(c)), _))) => Connect {
             v5: true,
@@ -102,6 +119,13 @@ pub(super) async fn handshake(
             keep_alive: c.keep_alive,
             clean_start: c.clean_start,
             session_expiry_secs: c.session_expiry_interval_secs,
+            will: c.last_will.map(|w| RawWill {
+                topic: w.topic,
+                payload: w.message,
+                qos: w.qos,
+                retain: w.retain,
+                delay_secs: w.will_delay_interval_sec.unwrap_or(0),
+            }),
         },
         Some(Ok(_)) => return Err(ConnectionError::Protocol("expected a CONNECT".into())),
         Some(Err(err)) => return Err(ConnectionError::Decode(format!("{err:?}"))),
@@ -127,12 +151,22 @@ pub(super) async fn handshake(
                     connect.keep_alive, broker.settings.keepalive_max_secs
                 )));
             }
+            let will = match check_will(&connect, &permissions, &connect.client_id) {
+                Ok(will) => will,
+                Err(refusal) => {
+                    tracing::info!(%peer, client_id = %connect.client_id, "CONNECT refused: will topic not permitted");
+                    send_connack(io, connect.v5, refusal).await?;
+                    return Ok(None);
+                }
+            };
             Ok(Some(Admitted {
                 v5: connect.v5,
                 client_id: Arc::from(connect.client_id.as_str()),
                 device,
                 permissions,
                 keep_alive: connect.keep_alive,
+                // Tencent devices use QoS 0 and 1.
+                max_qos: eddy_core::QoS::AtLeastOnce,
                 clean_start: connect.clean_start,
                 // The broker's limit caps what the client asks for.
                 session_expiry: std::time::Duration::from_secs(u64::from(
@@ -141,6 +175,7 @@ pub(super) async fn handshake(
                 .min(broker.settings.session_expiry),
                 subscriptions: Subscriptions::default(),
                 persistent: None,
+                will,
             }))
         }
         Err(refusal) => {
@@ -182,6 +217,7 @@ impl Refusal {
             Self::NotAuthorized => "not_authorized",
             Self::Unavailable => "unavailable",
             Self::BadKeepAlive => "keepalive",
+            Self::Will => "will",
         }
     }
 }
@@ -196,6 +232,8 @@ enum Refusal {
     NotAuthorized,
     Unavailable,
     BadKeepAlive,
+    /// The will's topic is invalid or not one the client may publish.
+    Will,
 }
 
 async fn send_connack(io: &mut Io, v5: bool, refusal: Refusal) -> Result<(), ConnectionError> {
@@ -205,7 +243,7 @@ async fn send_connack(io: &mut Io, v5: bool, refusal: Refusal) -> Result<(), Con
             Refusal::RateLimited | Refusal::TooManyFailures => R::ConnectionRateExceeded,
             Refusal::ClientId => R::ClientIdentifierNotValid,
             Refusal::BadCredentials => R::BadUserNameOrPassword,
-            Refusal::NotAuthorized => R::NotAuthorized,
+            Refusal::NotAuthorized | Refusal::Will => R::NotAuthorized,
             Refusal::Unavailable => R::ServerUnavailable,
             Refusal::BadKeepAlive => R::ProtocolError,
         };
@@ -218,7 +256,7 @@ async fn send_connack(io: &mut Io, v5: bool, refusal: Refusal) -> Result<(), Con
         let return_code = match refusal {
             Refusal::ClientId => R::IdentifierRejected,
             Refusal::BadCredentials => R::BadUserNameOrPassword,
-            Refusal::NotAuthorized => R::NotAuthorized,
+            Refusal::NotAuthorized | Refusal::Will => R::NotAuthorized,
             Refusal::Unavailable
             | Refusal::BadKeepAlive
             | Refusal::RateLimited
@@ -274,4 +312,32 @@ async fn authenticate(
     }
     let permissions = DevicePermissions::for_device(&device, &entry.classes);
     Ok((device, permissions))
+}
+
+/// The will, checked like a PUBLISH: a valid topic name the client may publish to, at a
+/// QoS it may use.
+fn check_will(
+    connect: &Connect,
+    permissions: &DevicePermissions,
+    client_id: &str,
+) -> Result<Option<super::Will>, Refusal> {
+    let Some(raw) = &connect.will else {
+        return Ok(None);
+    };
+    let topic = eddy_core::Topic::parse(&raw.topic).map_err(|_| Refusal::Will)?;
+    // Devices: QoS 0 and 1, like their PUBLISHes.
+    if raw.qos == rmqtt_codec::types::QoS::ExactlyOnce || !permissions.may_publish(&topic) {
+        return Err(Refusal::Will);
+    }
+    Ok(Some(super::Will {
+        message: eddy_core::Message {
+            topic,
+            payload: raw.payload.clone(),
+            qos: super::core_qos(raw.qos),
+            retain: raw.retain,
+            publisher: client_id.to_owned(),
+            received_at_ms: 0,
+        },
+        delay: std::time::Duration::from_secs(u64::from(raw.delay_secs)),
+    }))
 }

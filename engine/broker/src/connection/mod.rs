@@ -49,9 +49,15 @@ pub(crate) enum ToWriter {
         message: Arc<Message>,
         qos: QoS,
         seq: Option<u64>,
+        /// Sent with RETAIN = 1: a retained message for a new subscription.
+        retain: bool,
     },
-    /// The client acknowledged QoS 1 delivery `packet_id`.
+    /// The client acknowledged QoS 1 delivery `packet_id` (PUBACK).
     Acked(NonZeroU16),
+    /// The client received QoS 2 delivery `packet_id` (PUBREC): release it.
+    Received(NonZeroU16),
+    /// The client completed QoS 2 delivery `packet_id` (PUBCOMP).
+    Completed(NonZeroU16),
     /// Close the connection, telling a v5 client why.
     Close(Option<v5::DisconnectReasonCode>),
 }
@@ -92,6 +98,8 @@ pub(super) struct Admitted {
     pub(super) device: DeviceId,
     pub(super) permissions: DevicePermissions,
     pub(super) keep_alive: u16,
+    /// The highest QoS it may publish and be granted (devices: 1, Tencent has no QoS 2).
+    pub(super) max_qos: QoS,
     pub(super) clean_start: bool,
     /// How long its session outlives the connection; zero for a clean session.
     pub(super) session_expiry: Duration,
@@ -99,6 +107,15 @@ pub(super) struct Admitted {
     pub(super) subscriptions: Subscriptions,
     /// Its session's persistence, when persistent (set once attached).
     pub(super) persistent: Option<Arc<Persistent>>,
+    /// Published if the connection ends without a normal DISCONNECT.
+    pub(super) will: Option<Will>,
+}
+
+/// A will message (already checked against the client's permissions), and how long after
+/// the connection's end it is published (MQTT 5 Will Delay Interval).
+pub(super) struct Will {
+    pub(super) message: Message,
+    pub(super) delay: Duration,
 }
 
 async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Admitted) {
@@ -175,8 +192,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
                 .as_ref()
                 .map(|p| u32::try_from(p.expiry.as_secs()).unwrap_or(u32::MAX)),
             max_packet_size: Some(broker.settings.max_packet_bytes()),
-            // Tencent devices use QoS 0 and 1.
-            max_qos: rmqtt_codec::types::QoS::AtLeastOnce,
+            max_qos: wire_qos(admitted.max_qos),
             retain_available: false,
             wildcard_subscription_available: true,
             shared_subscription_available: false,
@@ -212,12 +228,26 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         session,
         replay,
     ));
-    let reason = read_loop(&broker, stream, &mailbox, kick_rx, &admitted).await;
+    let mut will_discarded = false;
+    let reason = read_loop(
+        &broker,
+        stream,
+        &mailbox,
+        kick_rx,
+        &admitted,
+        &mut will_discarded,
+    )
+    .await;
     let _ = mailbox.send(ToWriter::Close(reason)).await;
     drop(mailbox);
     let _ = writer.await;
 
     end_session(&broker, &admitted, connection_id, offline).await;
+    if let Some(will) = admitted.will.take()
+        && !will_discarded
+    {
+        publish_will(&broker, &admitted.client_id, connection_id, will);
+    }
     broker.metrics.connections.dec();
     tracing::info!(%peer, device = %admitted.device, "device disconnected");
 }
@@ -301,4 +331,36 @@ async fn end_session(
             tracing::error!(error = %err, client_id = %admitted.client_id, "recording the session's end failed");
         }
     }
+}
+
+/// Publishes a will once its delay has passed, unless the client has connected again by
+/// then (MQTT 5 §3.1.3.2.2). Runs on its own task so that the delay holds nothing up.
+fn publish_will(broker: &Arc<Broker>, client_id: &Arc<str>, connection_id: u64, will: Will) {
+    let broker = broker.clone();
+    let client_id = client_id.clone();
+    tokio::spawn(async move {
+        if !will.delay.is_zero() {
+            tokio::time::sleep(will.delay).await;
+            if broker
+                .router
+                .connection_id(&client_id)
+                .is_some_and(|current| current != connection_id)
+            {
+                tracing::debug!(%client_id, "reconnected within the will delay: will discarded");
+                return;
+            }
+        }
+        let mut message = will.message;
+        message.received_at_ms = eddy_core::time::unix_now_ms();
+        let message = Arc::new(message);
+        tracing::info!(%client_id, topic = %message.topic, "publishing the will message");
+        let stored = if message.retain {
+            broker.retained().set(&message).await
+        } else {
+            Ok(())
+        };
+        if let Err(err) = stored.and(broker.route(&message).await) {
+            tracing::error!(error = %err, %client_id, "publishing the will message failed");
+        }
+    });
 }

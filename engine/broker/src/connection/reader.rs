@@ -1,5 +1,6 @@
 //! The reader task: inbound packets, the topic ACL, routing, the replies.
 
+use std::collections::HashSet;
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,9 @@ enum Inbound {
         packet_id: Option<NonZeroU16>,
     },
     PubAck(NonZeroU16),
+    PubRec(NonZeroU16),
+    PubRel(NonZeroU16),
+    PubComp(NonZeroU16),
     Subscribe {
         packet_id: NonZeroU16,
         filters: Vec<(ByteString, WireQoS)>,
@@ -39,7 +43,8 @@ enum Inbound {
         filters: Vec<ByteString>,
     },
     Ping,
-    Disconnect,
+    /// DISCONNECT; true when the client asks for its will anyway (MQTT 5 reason 0x04).
+    Disconnect(bool),
     Other(&'static str),
 }
 
@@ -59,6 +64,9 @@ fn inbound(packet: MqttPacket) -> Inbound {
         MqttPacket::V3(p) => match p {
             v3::Packet::Publish(p) => publish_in(*p),
             v3::Packet::PublishAck { packet_id } => Inbound::PubAck(packet_id),
+            v3::Packet::PublishReceived { packet_id } => Inbound::PubRec(packet_id),
+            v3::Packet::PublishRelease { packet_id } => Inbound::PubRel(packet_id),
+            v3::Packet::PublishComplete { packet_id } => Inbound::PubComp(packet_id),
             v3::Packet::Subscribe {
                 packet_id,
                 topic_filters,
@@ -74,12 +82,15 @@ fn inbound(packet: MqttPacket) -> Inbound {
                 filters: topic_filters,
             },
             v3::Packet::PingRequest => Inbound::Ping,
-            v3::Packet::Disconnect => Inbound::Disconnect,
+            v3::Packet::Disconnect => Inbound::Disconnect(false),
             _ => Inbound::Other("unexpected packet"),
         },
         MqttPacket::V5(p) => match p {
             v5::Packet::Publish(p) => publish_in(*p),
             v5::Packet::PublishAck(a) => Inbound::PubAck(a.packet_id),
+            v5::Packet::PublishReceived(a) => Inbound::PubRec(a.packet_id),
+            v5::Packet::PublishRelease(a) => Inbound::PubRel(a.packet_id),
+            v5::Packet::PublishComplete(a) => Inbound::PubComp(a.packet_id),
             v5::Packet::Subscribe(s) => Inbound::Subscribe {
                 packet_id: s.packet_id,
                 filters: s
@@ -93,7 +104,9 @@ fn inbound(packet: MqttPacket) -> Inbound {
                 filters: u.topic_filters,
             },
             v5::Packet::PingRequest => Inbound::Ping,
-            v5::Packet::Disconnect(_) => Inbound::Disconnect,
+            v5::Packet::Disconnect(d) => Inbound::Disconnect(
+                d.reason_code == v5::DisconnectReasonCode::DisconnectWithWillMessage,
+            ),
             _ => Inbound::Other("unexpected packet"),
         },
         MqttPacket::Version(_) => Inbound::Other("unexpected packet"),
@@ -101,19 +114,24 @@ fn inbound(packet: MqttPacket) -> Inbound {
 }
 
 /// Reads until the client leaves, is kicked, times out or breaks the protocol; returns the
-/// DISCONNECT reason a v5 client should get.
+/// DISCONNECT reason a v5 client should get. `will_discarded` is set when the client left
+/// with a normal DISCONNECT, which discards its will.
 pub(super) async fn read_loop(
     broker: &Broker,
     mut stream: SplitStream<Io>,
     mailbox: &mpsc::Sender<ToWriter>,
     mut kick: oneshot::Receiver<()>,
     client: &Admitted,
+    will_discarded: &mut bool,
 ) -> Option<v5::DisconnectReasonCode> {
     // Tencent: disconnect after 1.5 × keepalive of silence; 0 disables the check.
     let idle_limit =
         (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
     let settings = &broker.settings;
     let mut publish_rate = RateLimit::new(settings.device_rate_per_sec, settings.device_burst);
+    // QoS 2 PUBLISHes routed and answered with PUBREC, awaiting their PUBREL: a resent
+    // PUBLISH with one of these ids is not routed again (exactly once).
+    let mut received_qos2: HashSet<u16> = HashSet::new();
     loop {
         let next = async {
             match idle_limit {
@@ -153,7 +171,7 @@ pub(super) async fn read_loop(
                 };
                 // Tencent devices have no QoS 2 (§11), and a PUBACK would be the wrong
                 // answer to it: the connection is closed (MQTT 5: 0x9B, QoS not supported).
-                if qos == WireQoS::ExactlyOnce {
+                if core_qos(qos) > client.max_qos {
                     tracing::info!(client_id = %client.client_id, "QoS 2 PUBLISH from a device: closing");
                     broker
                         .metrics
@@ -161,6 +179,16 @@ pub(super) async fn read_loop(
                         .get_or_create(&Reason::of("qos2"))
                         .inc();
                     return Some(v5::DisconnectReasonCode::QosNotSupported);
+                }
+                if qos == WireQoS::ExactlyOnce
+                    && let Some(id) = packet_id
+                    && received_qos2.contains(&id.get())
+                {
+                    // A resend of a QoS 2 PUBLISH already routed: answer it only.
+                    let _ = mailbox
+                        .send(ToWriter::Packet(publish_received(client.v5, id)))
+                        .await;
+                    continue;
                 }
                 let refusal = if !publish_rate.allow() {
                     Some(Refused::Rate)
@@ -176,7 +204,14 @@ pub(super) async fn read_loop(
                 )
                 .await
                 {
-                    Ok(reply) => reply,
+                    Ok(reply) => {
+                        if qos == WireQoS::ExactlyOnce
+                            && let Some(id) = packet_id
+                        {
+                            received_qos2.insert(id.get());
+                        }
+                        reply
+                    }
                     // Not durable, so not acknowledged: closing makes the client send it
                     // again on its next connection.
                     Err(err) => {
@@ -189,14 +224,44 @@ pub(super) async fn read_loop(
                 let _ = mailbox.send(ToWriter::Acked(id)).await;
                 None
             }
+            Inbound::PubRec(id) => {
+                let _ = mailbox.send(ToWriter::Received(id)).await;
+                None
+            }
+            Inbound::PubComp(id) => {
+                let _ = mailbox.send(ToWriter::Completed(id)).await;
+                None
+            }
+            Inbound::PubRel(id) => {
+                let known = received_qos2.remove(&id.get());
+                Some(publish_complete(client.v5, id, known))
+            }
             Inbound::Subscribe { packet_id, filters } => {
-                let reply = subscribe(broker, client, packet_id, &filters);
+                let (reply, granted) = subscribe(broker, client, packet_id, &filters);
                 // A persistent session's subscriptions are on disk before the SUBACK.
                 if let Err(err) = save_subscriptions(broker, client).await {
                     tracing::error!(error = %err, client_id = %client.client_id, "saving the session's subscriptions failed: closing");
                     return Some(v5::DisconnectReasonCode::UnspecifiedError);
                 }
-                Some(reply)
+                if mailbox.send(ToWriter::Packet(reply)).await.is_err() {
+                    return None;
+                }
+                // Then the retained messages each new subscription matches.
+                for (filter, granted) in granted {
+                    for message in broker.retained().matching(&filter) {
+                        let qos = message.qos.min(granted);
+                        let deliver = ToWriter::Deliver {
+                            message,
+                            qos,
+                            seq: None,
+                            retain: true,
+                        };
+                        if mailbox.send(deliver).await.is_err() {
+                            return None;
+                        }
+                    }
+                }
+                None
             }
             Inbound::Unsubscribe { packet_id, filters } => {
                 for filter in &filters {
@@ -228,7 +293,10 @@ pub(super) async fn read_loop(
             } else {
                 MqttPacket::V3(v3::Packet::PingResponse)
             }),
-            Inbound::Disconnect => return None,
+            Inbound::Disconnect(with_will) => {
+                *will_discarded = !with_will;
+                return None;
+            }
             Inbound::Other(what) => {
                 tracing::info!(client_id = %client.client_id, what, "protocol violation: closing");
                 return Some(v5::DisconnectReasonCode::ProtocolError);
@@ -270,28 +338,35 @@ async fn publish(
     packet_id: Option<NonZeroU16>,
     refusal: Option<Refused>,
 ) -> Result<Option<MqttPacket>, eddy_queue::QueueError> {
+    // PUBACK for QoS 1, PUBREC for QoS 2; MQTT 5 carries the refusal as its reason code.
+    // MQTT 3 has none: the PUBLISH is acknowledged so the client does not resend it
+    // forever; the refusal is logged and counted.
     let ack = |refused: Option<Refused>| -> Option<MqttPacket> {
         let packet_id = packet_id?;
-        match qos {
-            WireQoS::AtMostOnce => None,
-            // QoS 2 never gets here: the reader closes the connection on it.
-            WireQoS::AtLeastOnce | WireQoS::ExactlyOnce => Some(if client.v5 {
-                MqttPacket::V5(v5::Packet::PublishAck(v5::PublishAck {
-                    packet_id,
-                    reason_code: match refused {
-                        None => v5::PublishAckReason::Success,
-                        Some(Refused::Rate) => v5::PublishAckReason::QuotaExceeded,
-                        Some(Refused::TopicLimits) => v5::PublishAckReason::TopicNameInvalid,
-                        Some(Refused::Acl) => v5::PublishAckReason::NotAuthorized,
-                    },
-                    properties: Vec::new(),
-                    reason_string: None,
-                }))
-            } else {
-                // MQTT 3 has no refusal in PUBACK: ack so the device does not resend
-                // forever; the refusal is logged and counted.
-                MqttPacket::V3(v3::Packet::PublishAck { packet_id })
-            }),
+        let reason_code = match refused {
+            None => v5::PublishAckReason::Success,
+            Some(Refused::Rate) => v5::PublishAckReason::QuotaExceeded,
+            Some(Refused::TopicLimits) => v5::PublishAckReason::TopicNameInvalid,
+            Some(Refused::Acl) => v5::PublishAckReason::NotAuthorized,
+        };
+        let v5_ack = v5::PublishAck {
+            packet_id,
+            reason_code,
+            properties: Vec::new(),
+            reason_string: None,
+        };
+        match (qos, client.v5) {
+            (WireQoS::AtMostOnce, _) => None,
+            (WireQoS::AtLeastOnce, true) => Some(MqttPacket::V5(v5::Packet::PublishAck(v5_ack))),
+            (WireQoS::AtLeastOnce, false) => {
+                Some(MqttPacket::V3(v3::Packet::PublishAck { packet_id }))
+            }
+            (WireQoS::ExactlyOnce, true) => {
+                Some(MqttPacket::V5(v5::Packet::PublishReceived(v5_ack)))
+            }
+            (WireQoS::ExactlyOnce, false) => {
+                Some(MqttPacket::V3(v3::Packet::PublishReceived { packet_id }))
+            }
         }
     };
     if let Some(why) = refusal {
@@ -316,6 +391,10 @@ async fn publish(
         publisher: client.client_id.to_string(),
         received_at_ms: unix_now_ms(),
     });
+    // A retained message is on disk before it is acknowledged, like a queued one.
+    if message.retain {
+        broker.retained().set(&message).await?;
+    }
     broker.route(&message).await?;
     Ok(ack(None))
 }
@@ -340,13 +419,16 @@ async fn save_subscriptions(
         .await
 }
 
+/// Subscribes what the client may; returns the SUBACK and the filters granted, with
+/// their QoS.
 fn subscribe(
     broker: &Broker,
     client: &Admitted,
     packet_id: NonZeroU16,
     filters: &[(ByteString, WireQoS)],
-) -> MqttPacket {
+) -> (MqttPacket, Vec<(TopicFilter, eddy_core::QoS)>) {
     let mut granted = Vec::with_capacity(filters.len());
+    let mut new = Vec::new();
     for (raw, qos) in filters {
         let filter = TopicFilter::parse(raw).ok().filter(|f| {
             within_topic_limits(&broker.settings, f.as_str())
@@ -354,14 +436,15 @@ fn subscribe(
                 && (client.subscriptions.contains(f)
                     || client.subscriptions.len() < broker.settings.device_max_subscriptions)
         });
-        // Tencent devices get at most QoS 1.
-        let qos = (*qos).min(WireQoS::AtLeastOnce);
+        // Devices get at most QoS 1.
+        let qos = (*qos).min(super::wire_qos(client.max_qos));
         match filter {
             Some(filter) => {
                 broker
                     .router
                     .subscribe(&client.client_id, &filter, core_qos(qos));
-                client.subscriptions.insert(filter, core_qos(qos));
+                client.subscriptions.insert(filter.clone(), core_qos(qos));
+                new.push((filter, core_qos(qos)));
                 granted.push(Some(qos));
             }
             None => {
@@ -370,7 +453,7 @@ fn subscribe(
             }
         }
     }
-    if client.v5 {
+    let reply = if client.v5 {
         MqttPacket::V5(v5::Packet::SubscribeAck(v5::SubscribeAck {
             packet_id,
             properties: Vec::new(),
@@ -379,7 +462,8 @@ fn subscribe(
                 .into_iter()
                 .map(|g| match g {
                     Some(WireQoS::AtMostOnce) => v5::SubscribeAckReason::GrantedQos0,
-                    Some(_) => v5::SubscribeAckReason::GrantedQos1,
+                    Some(WireQoS::AtLeastOnce) => v5::SubscribeAckReason::GrantedQos1,
+                    Some(WireQoS::ExactlyOnce) => v5::SubscribeAckReason::GrantedQos2,
                     None => v5::SubscribeAckReason::NotAuthorized,
                 })
                 .collect(),
@@ -395,5 +479,38 @@ fn subscribe(
                 })
                 .collect(),
         })
+    };
+    (reply, new)
+}
+
+/// PUBREC for QoS 2 PUBLISH `packet_id`.
+fn publish_received(v5: bool, packet_id: NonZeroU16) -> MqttPacket {
+    if v5 {
+        MqttPacket::V5(v5::Packet::PublishReceived(v5::PublishAck {
+            packet_id,
+            reason_code: v5::PublishAckReason::Success,
+            properties: Vec::new(),
+            reason_string: None,
+        }))
+    } else {
+        MqttPacket::V3(v3::Packet::PublishReceived { packet_id })
+    }
+}
+
+/// PUBCOMP for PUBREL `packet_id`; `known` is false when no QoS 2 PUBLISH waits on it.
+fn publish_complete(v5: bool, packet_id: NonZeroU16, known: bool) -> MqttPacket {
+    if v5 {
+        MqttPacket::V5(v5::Packet::PublishComplete(v5::PublishAck2 {
+            packet_id,
+            reason_code: if known {
+                v5::PublishAck2Reason::Success
+            } else {
+                v5::PublishAck2Reason::PacketIdNotFound
+            },
+            properties: Vec::new(),
+            reason_string: None,
+        }))
+    } else {
+        MqttPacket::V3(v3::Packet::PublishComplete { packet_id })
     }
 }

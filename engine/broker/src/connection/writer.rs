@@ -23,7 +23,8 @@ use crate::metrics::Reason;
 use crate::session::Persistent;
 use crate::settings::RateLimit;
 
-/// QoS 1 deliveries awaiting their PUBACK, by packet id, with their queue entries.
+/// QoS 1 and 2 deliveries awaiting the client's answer, by packet id, with their queue
+/// entries (`None` once a QoS 2 delivery is released: the client has it).
 #[derive(Default)]
 struct InFlight {
     next: u16,
@@ -40,6 +41,24 @@ impl InFlight {
             }
         }
         None
+    }
+}
+
+/// PUBREL for QoS 2 delivery `packet_id`.
+fn release(v5: bool, packet_id: NonZeroU16, known: bool) -> MqttPacket {
+    if v5 {
+        MqttPacket::V5(v5::Packet::PublishRelease(v5::PublishAck2 {
+            packet_id,
+            reason_code: if known {
+                v5::PublishAck2Reason::Success
+            } else {
+                v5::PublishAck2Reason::PacketIdNotFound
+            },
+            properties: Vec::new(),
+            reason_string: None,
+        }))
+    } else {
+        MqttPacket::V3(v3::Packet::PublishRelease { packet_id })
     }
 }
 
@@ -85,7 +104,8 @@ pub(super) async fn write_loop(
         replayed: replay.iter().map(|(seq, _)| *seq).collect(),
     };
     for (seq, message) in replay {
-        let qos = message.qos.min(QoS::AtLeastOnce);
+        // Stored with the QoS it is delivered at.
+        let qos = message.qos;
         w.waiting.push_back(Waiting { message, qos, seq });
     }
     loop {
@@ -128,7 +148,7 @@ impl Writer {
             let Some(Waiting { message, qos, seq }) = self.waiting.pop_front() else {
                 break;
             };
-            let packet = self.publish(&message, qos, Some(seq));
+            let packet = self.publish(&message, qos, Some(seq), false);
             if self.sink.feed(packet).await.is_err() {
                 return false;
             }
@@ -140,17 +160,30 @@ impl Writer {
     async fn handle(&mut self, command: ToWriter) -> Step {
         let packet = match command {
             ToWriter::Packet(p) => Some(p),
-            ToWriter::Acked(id) => {
+            ToWriter::Acked(id) | ToWriter::Completed(id) => {
                 if let Some(Some(seq)) = self.in_flight.by_id.remove(&id.get()) {
                     self.acked(seq).await;
                 }
                 None
+            }
+            ToWriter::Received(id) => {
+                // The client has the message: it leaves the queue; the id stays taken
+                // until PUBCOMP.
+                let entry = self.in_flight.by_id.get_mut(&id.get());
+                let known = entry.is_some();
+                if let Some(entry) = entry
+                    && let Some(seq) = entry.take()
+                {
+                    self.acked(seq).await;
+                }
+                Some(release(self.v5, id, known))
             }
             ToWriter::Deliver { seq: Some(seq), .. } if self.replayed.remove(&seq) => None,
             ToWriter::Deliver {
                 message,
                 qos,
                 seq: Some(seq),
+                ..
             } if !self.waiting.is_empty() || !self.rate.allow() => {
                 // Durable: wait for the rate, behind the others already waiting.
                 self.waiting.push_back(Waiting { message, qos, seq });
@@ -172,7 +205,12 @@ impl Writer {
                 tracing::debug!("delivery over the device's message rate: dropped");
                 None
             }
-            ToWriter::Deliver { message, qos, seq } => Some(self.publish(&message, qos, seq)),
+            ToWriter::Deliver {
+                message,
+                qos,
+                seq,
+                retain,
+            } => Some(self.publish(&message, qos, seq, retain)),
             ToWriter::Close(reason) => {
                 if self.v5
                     && let Some(reason_code) = reason
@@ -213,14 +251,20 @@ impl Writer {
         }
     }
 
-    fn publish(&mut self, message: &Message, qos: QoS, seq: Option<u64>) -> MqttPacket {
+    fn publish(
+        &mut self,
+        message: &Message,
+        qos: QoS,
+        seq: Option<u64>,
+        retain: bool,
+    ) -> MqttPacket {
         let packet_id = match qos {
             QoS::AtMostOnce => None,
             _ => self.in_flight.allocate(seq),
         };
         let publish = rmqtt_codec::types::Publish {
             dup: false,
-            retain: false,
+            retain,
             qos: wire_qos(if packet_id.is_some() {
                 qos
             } else {

@@ -35,6 +35,33 @@ struct StoredMessage {
     received_at_ms: i64,
 }
 
+/// `message` as stored, with `qos` in place of its own.
+pub(crate) fn encode_message(message: &Message, qos: QoS) -> Vec<u8> {
+    let stored = StoredMessage {
+        topic: message.topic.as_str().to_owned(),
+        payload: message.payload.to_vec(),
+        qos: qos as u8,
+        retain: message.retain,
+        publisher: message.publisher.clone(),
+        received_at_ms: message.received_at_ms,
+    };
+    // Encoding plain strings, bytes and integers into a Vec cannot fail.
+    postcard::to_allocvec(&stored).unwrap_or_default()
+}
+
+/// A stored message; `None` when the bytes are not one.
+pub(crate) fn decode_message(bytes: &[u8]) -> Option<Message> {
+    let m = postcard::from_bytes::<StoredMessage>(bytes).ok()?;
+    Some(Message {
+        topic: Topic::parse(&m.topic).ok()?,
+        payload: Bytes::from(m.payload),
+        qos: QoS::from_u8(m.qos)?,
+        retain: m.retain,
+        publisher: m.publisher,
+        received_at_ms: m.received_at_ms,
+    })
+}
+
 /// A session found on disk at startup.
 #[derive(Debug)]
 pub(crate) struct RestoredSession {
@@ -188,20 +215,15 @@ impl SessionStore {
         self.log.commit(batch, Durability::Sync).await
     }
 
-    /// Adds `message` to `client_id`'s queue in `batch`; returns its seq.
-    pub fn enqueue(&self, batch: &mut Batch, client_id: &str, message: &Message) -> u64 {
+    /// Adds `message`, to be delivered at `qos`, to `client_id`'s queue in `batch`;
+    /// returns its seq.
+    pub fn enqueue(&self, batch: &mut Batch, client_id: &str, message: &Message, qos: QoS) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let stored = StoredMessage {
-            topic: message.topic.as_str().to_owned(),
-            payload: message.payload.to_vec(),
-            qos: message.qos as u8,
-            retain: message.retain,
-            publisher: message.publisher.clone(),
-            received_at_ms: message.received_at_ms,
-        };
-        // Encoding plain strings, bytes and integers into a Vec cannot fail.
-        let value = postcard::to_allocvec(&stored).unwrap_or_default();
-        batch.insert(&self.queue, queue_key(client_id, seq), value);
+        batch.insert(
+            &self.queue,
+            queue_key(client_id, seq),
+            encode_message(message, qos),
+        );
         seq
     }
 
@@ -238,19 +260,7 @@ impl SessionStore {
             let Some((_, seq)) = split_queue_key(&key) else {
                 continue;
             };
-            let decoded = postcard::from_bytes::<StoredMessage>(&value)
-                .ok()
-                .and_then(|m| {
-                    Some(Message {
-                        topic: Topic::parse(&m.topic).ok()?,
-                        payload: Bytes::from(m.payload),
-                        qos: QoS::from_u8(m.qos)?,
-                        retain: m.retain,
-                        publisher: m.publisher,
-                        received_at_ms: m.received_at_ms,
-                    })
-                });
-            match decoded {
+            match decode_message(&value) {
                 Some(message) if message.received_at_ms >= not_before_ms => {
                     messages.push((seq, message));
                 }
@@ -309,9 +319,9 @@ mod tests {
                 .await
                 .expect("save");
             let mut batch = Batch::new();
-            let first = store.enqueue(&mut batch, "c1", &message("a/1", 10));
-            store.enqueue(&mut batch, "c1", &message("a/2", 1_000));
-            store.enqueue(&mut batch, "gone", &message("a/3", 1_000));
+            let first = store.enqueue(&mut batch, "c1", &message("a/1", 10), QoS::AtLeastOnce);
+            store.enqueue(&mut batch, "c1", &message("a/2", 1_000), QoS::AtLeastOnce);
+            store.enqueue(&mut batch, "gone", &message("a/3", 1_000), QoS::AtLeastOnce);
             log.commit(batch, Durability::Sync).await.expect("commit");
             store.dequeue("c1", first).await.expect("dequeue");
             log.commit(Batch::new(), Durability::Sync)
@@ -333,7 +343,7 @@ mod tests {
         assert_eq!(queued[0].1.topic.as_str(), "a/2");
         assert_eq!(expired, 0);
         let mut batch = Batch::new();
-        let later = store.enqueue(&mut batch, "c1", &message("a/4", 1));
+        let later = store.enqueue(&mut batch, "c1", &message("a/4", 1), QoS::AtLeastOnce);
         assert!(later > queued[0].0, "seq continues after a restart");
         log.commit(batch, Durability::Sync).await.expect("commit");
         let (queued, expired) = store.queued("c1", 500).await.expect("queued");
