@@ -35,7 +35,7 @@ impl Retained {
                     by_topic.insert(message.topic.as_str().to_owned(), Arc::new(message));
                 }
                 None => {
-                    tracing::error!(topic = %String::from_utf8_lossy(&key), "undecodable retained message: ignored")
+                    tracing::error!(topic = %String::from_utf8_lossy(&key), "undecodable retained message: ignored");
                 }
             }
         }
@@ -96,6 +96,7 @@ impl Retained {
         found
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_topic
             .read()
