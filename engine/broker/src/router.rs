@@ -185,10 +185,35 @@ pub(crate) enum Detached {
     Kept(Arc<Persistent>, Subscriptions),
 }
 
+/// The members of one shared subscription (`$share/{group}/{filter}`): each message
+/// matching the filter goes to one of them, in turn, preferring connected ones.
+#[derive(Debug, Default)]
+struct Share {
+    members: Vec<(Arc<str>, QoS)>,
+    next: usize,
+}
+
+/// Splits `$share/{group}/{filter}` into the share's name (the whole string) and its
+/// filter; `None` for an ordinary filter. A malformed share (empty group, wildcard in
+/// the group, no filter) is an error.
+pub(crate) fn split_share(filter: &str) -> Option<Result<TopicFilter, ()>> {
+    let rest = filter.strip_prefix("$share/")?;
+    let Some((group, inner)) = rest.split_once('/') else {
+        return Some(Err(()));
+    };
+    if group.is_empty() || group.contains(['+', '#']) {
+        return Some(Err(()));
+    }
+    Some(TopicFilter::parse(inner).map_err(|_| ()))
+}
+
 /// Subscriptions and sessions.
 #[derive(Debug, Default)]
 pub struct Router {
     tree: RwLock<Node>,
+    /// Shared subscriptions: the trie holds share names, `shares` their members.
+    shared_tree: RwLock<Node>,
+    shares: Mutex<HashMap<Arc<str>, Share>>,
     sessions: Mutex<HashMap<Arc<str>, Session>>,
 }
 
@@ -197,17 +222,61 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Router {
+    /// Subscribes `client` to `filter` (a `$share/{group}/{filter}` joins that share;
+    /// a malformed one is ignored: callers check with [`split_share`] first).
     pub fn subscribe(&self, client: &Arc<str>, filter: &TopicFilter, qos: QoS) {
-        let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
-        tree.insert(filter.levels(), client.clone(), qos);
+        match split_share(filter.as_str()) {
+            None => {
+                let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
+                tree.insert(filter.levels(), client.clone(), qos);
+            }
+            Some(Err(())) => {}
+            Some(Ok(inner)) => {
+                let name: Arc<str> = Arc::from(filter.as_str());
+                let mut shares = lock(&self.shares);
+                let share = shares.entry(name.clone()).or_default();
+                match share.members.iter_mut().find(|(c, _)| c == client) {
+                    Some(member) => member.1 = qos,
+                    None => share.members.push((client.clone(), qos)),
+                }
+                if share.members.len() == 1 {
+                    let mut tree = self
+                        .shared_tree
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    tree.insert(inner.levels(), name, QoS::AtMostOnce);
+                }
+            }
+        }
     }
 
     pub fn unsubscribe(&self, client: &str, filter: &TopicFilter) {
-        let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
-        tree.remove(filter.levels(), client);
+        match split_share(filter.as_str()) {
+            None => {
+                let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
+                tree.remove(filter.levels(), client);
+            }
+            Some(Err(())) => {}
+            Some(Ok(inner)) => {
+                let mut shares = lock(&self.shares);
+                let Some(share) = shares.get_mut(filter.as_str()) else {
+                    return;
+                };
+                share.members.retain(|(c, _)| &**c != client);
+                if share.members.is_empty() {
+                    shares.remove(filter.as_str());
+                    let mut tree = self
+                        .shared_tree
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    tree.remove(inner.levels(), filter.as_str());
+                }
+            }
+        }
     }
 
-    /// Every subscriber of `topic`, each once, with the highest QoS it subscribed with.
+    /// Every subscriber of `topic`, each once, with the highest QoS it subscribed with;
+    /// for each matching shared subscription, one of its members.
     pub fn subscribers(&self, topic: &Topic) -> HashMap<Arc<str>, QoS> {
         let levels: Vec<&str> = topic.levels().collect();
         let mut out = HashMap::new();
@@ -215,6 +284,35 @@ impl Router {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .collect(&levels, true, &mut out);
+        let mut matched = HashMap::new();
+        self.shared_tree
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .collect(&levels, true, &mut matched);
+        if !matched.is_empty() {
+            let sessions = lock(&self.sessions);
+            let connected =
+                |client: &str| sessions.get(client).is_some_and(|s| s.connection.is_some());
+            let mut shares = lock(&self.shares);
+            for name in matched.into_keys() {
+                let Some(share) = shares.get_mut(&name) else {
+                    continue;
+                };
+                let n = share.members.len();
+                if n == 0 {
+                    continue;
+                }
+                let start = share.next % n;
+                share.next = share.next.wrapping_add(1);
+                let pick = (0..n)
+                    .map(|i| (start + i) % n)
+                    .find(|&i| connected(&share.members[i].0))
+                    .unwrap_or(start);
+                let (client, qos) = &share.members[pick];
+                let entry = out.entry(client.clone()).or_insert(*qos);
+                *entry = (*entry).max(*qos);
+            }
+        }
         out
     }
 
@@ -438,5 +536,31 @@ mod tests {
             !r.tree.read().unwrap().children.contains_key("p"),
             "empty nodes are pruned"
         );
+    }
+
+    #[test]
+    fn a_shared_subscription_delivers_each_message_to_one_member_in_turn() {
+        let r = Router::default();
+        let f = |s: &str| TopicFilter::parse(s).unwrap();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        r.subscribe(&a, &f("$share/g/s/+"), QoS::AtLeastOnce);
+        r.subscribe(&b, &f("$share/g/s/+"), QoS::AtLeastOnce);
+        r.subscribe(&b, &f("s/#"), QoS::AtMostOnce);
+        let mut got_a = 0;
+        for _ in 0..10 {
+            let subs = subs(&r, "s/x");
+            if subs.iter().any(|(c, _)| c == "a") {
+                got_a += 1;
+            }
+            assert!(subs.iter().any(|(c, _)| c == "b"), "b's own subscription");
+        }
+        assert_eq!(got_a, 5, "a and b take turns");
+        r.unsubscribe("a", &f("$share/g/s/+"));
+        r.unsubscribe("b", &f("$share/g/s/+"));
+        assert_eq!(subs(&r, "s/x"), [("b".into(), QoS::AtMostOnce)]);
+        assert!(r.shares.lock().unwrap().is_empty());
+        assert!(matches!(split_share("$share//x"), Some(Err(()))));
+        assert!(matches!(split_share("$share/g"), Some(Err(()))));
+        assert!(split_share("share/g/x").is_none());
     }
 }

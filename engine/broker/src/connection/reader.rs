@@ -431,10 +431,16 @@ fn subscribe(
     let mut new = Vec::new();
     for (raw, qos) in filters {
         let filter = TopicFilter::parse(raw).ok().filter(|f| {
-            within_topic_limits(&broker.settings, f.as_str())
-                && client.permissions.may_subscribe(f)
-                && (client.subscriptions.contains(f)
-                    || client.subscriptions.len() < broker.settings.device_max_subscriptions)
+            // A shared subscription is judged by the filter it shares.
+            let own = match crate::router::split_share(f.as_str()) {
+                None => Some(f.clone()),
+                Some(inner) => inner.ok(),
+            };
+            own.is_some_and(|own| {
+                within_topic_limits(&broker.settings, own.as_str())
+                    && client.permissions.may_subscribe(&own)
+            }) && (client.subscriptions.contains(f)
+                || client.subscriptions.len() < broker.settings.device_max_subscriptions)
         });
         // Devices get at most QoS 1.
         let qos = (*qos).min(super::wire_qos(client.max_qos));
@@ -444,7 +450,10 @@ fn subscribe(
                     .router
                     .subscribe(&client.client_id, &filter, core_qos(qos));
                 client.subscriptions.insert(filter.clone(), core_qos(qos));
-                new.push((filter, core_qos(qos)));
+                // Shared subscriptions get no retained messages (MQTT 5 §4.8.2).
+                if crate::router::split_share(filter.as_str()).is_none() {
+                    new.push((filter, core_qos(qos)));
+                }
                 granted.push(Some(qos));
             }
             None => {
