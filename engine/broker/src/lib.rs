@@ -19,6 +19,7 @@
 //! [`DeviceDirectory`], implemented by the `eddy` binary.
 
 pub mod acl;
+pub mod clients;
 mod connection;
 pub mod device_auth;
 mod directory;

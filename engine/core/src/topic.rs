@@ -251,7 +251,10 @@ mod tests {
 
     #[test]
     fn coverage_keeps_the_dollar_rule() {
-        assert!(!f("$SYS/x").is_covered_by(&f("#")), "# never matches $SYS/x");
+        assert!(
+            !f("$SYS/x").is_covered_by(&f("#")),
+            "# never matches $SYS/x"
+        );
         assert!(!f("$SYS/#").is_covered_by(&f("#")));
         assert!(!f("$SYS/x").is_covered_by(&f("+/x")));
         assert!(f("$SYS/x").is_covered_by(&f("$SYS/#")));
