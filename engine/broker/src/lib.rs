@@ -22,6 +22,7 @@
 //! [`DeviceDirectory`], implemented by the `eddy` binary.
 
 pub mod acl;
+pub mod clients;
 mod connection;
 pub mod device_auth;
 mod directory;

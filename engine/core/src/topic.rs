@@ -98,7 +98,7 @@ impl TopicFilter {
 
     /// Whether `topic` is matched by this filter (with the `$`-topic rule).
     pub fn matches(&self, topic: &Topic) -> bool {
-        if topic.is_system() && self.0.starts_with(['+', '#']) {
+        if topic.is_system() && self.starts_with_wildcard() {
             return false;
         }
         let mut filter = self.levels();
@@ -118,7 +118,13 @@ impl TopicFilter {
     ///
     /// Used by the ACL: a device may subscribe to a wildcard filter only when every topic
     /// it could receive is one it is allowed to receive.
+    /// A `$` topic is matched only by filters that spell its first level out, so a filter
+    /// naming a `$` first level is never covered by one that starts with a wildcard (`#`
+    /// does not cover `$SYS/#`).
     pub fn is_covered_by(&self, wider: &TopicFilter) -> bool {
+        if wider.starts_with_wildcard() && self.starts_with_system_level() {
+            return false;
+        }
         let mut narrow = self.levels();
         let mut wide = wider.levels();
         loop {
@@ -132,6 +138,42 @@ impl TopicFilter {
                 _ => return false,
             }
         }
+    }
+
+    /// Whether some topic is matched by both this filter and `other` (with the `$`-topic
+    /// rule).
+    ///
+    /// Used by deny rules: refusing a subscription that could receive even one denied
+    /// topic, where coverage would let `a/#` through a rule denying `a/secret`.
+    pub fn overlaps(&self, other: &TopicFilter) -> bool {
+        // A filter starting with a wildcard matches no `$` topic, and one naming a `$`
+        // first level matches only `$` topics: no topic can satisfy both.
+        if (self.starts_with_wildcard() && other.starts_with_system_level())
+            || (other.starts_with_wildcard() && self.starts_with_system_level())
+        {
+            return false;
+        }
+        let mut left = self.levels();
+        let mut right = other.levels();
+        loop {
+            match (left.next(), right.next()) {
+                // `#` matches every remainder, including none (`a/#` matches `a`).
+                (Some("#"), _) | (_, Some("#")) => return true,
+                (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+                (Some(l), Some(r)) if l == r => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    fn starts_with_wildcard(&self) -> bool {
+        self.0.starts_with(['+', '#'])
+    }
+
+    /// Whether the first level is a literal `$…` level (so only `$` topics can match).
+    fn starts_with_system_level(&self) -> bool {
+        self.0.starts_with('$')
     }
 }
 
@@ -205,5 +247,58 @@ mod tests {
         );
         assert!(!f("p/d").is_covered_by(&f("p/d/x")));
         assert!(!f("p/d/x/y").is_covered_by(&f("p/d/x")));
+    }
+
+    #[test]
+    fn coverage_keeps_the_dollar_rule() {
+        assert!(
+            !f("$SYS/x").is_covered_by(&f("#")),
+            "# never matches $SYS/x"
+        );
+        assert!(!f("$SYS/#").is_covered_by(&f("#")));
+        assert!(!f("$SYS/x").is_covered_by(&f("+/x")));
+        assert!(f("$SYS/x").is_covered_by(&f("$SYS/#")));
+        assert!(
+            f("+/x").is_covered_by(&f("#")),
+            "a leading wildcard matches no $ topic either"
+        );
+        assert!(!f("#").is_covered_by(&f("$SYS/#")));
+    }
+
+    #[test]
+    fn overlap_is_a_shared_topic() {
+        let overlapping = [
+            ("a/b", "a/b"),
+            ("a/+", "a/b"),
+            ("a/#", "a/b/c"),
+            ("a/#", "a"),
+            ("#", "a/b"),
+            ("+/b", "a/+"),
+            ("+/+", "/x"),
+            ("a/+/c", "a/#"),
+            ("#", "+"),
+            ("$SYS/#", "$SYS/+/x"),
+            ("$SYS/x", "$SYS/+"),
+            ("a//b", "a/+/b"),
+        ];
+        for (l, r) in overlapping {
+            assert!(f(l).overlaps(&f(r)), "{l} and {r}");
+            assert!(f(r).overlaps(&f(l)), "{r} and {l}");
+        }
+        let disjoint = [
+            ("a/b", "a/c"),
+            ("a/+", "a"),
+            ("a/+", "a/b/c"),
+            ("a/+/#", "a"),
+            ("a/b", "a/b/c"),
+            ("#", "$SYS/x"),
+            ("+/x", "$SYS/x"),
+            ("#", "$SYS/#"),
+            ("b/#", "a/#"),
+        ];
+        for (l, r) in disjoint {
+            assert!(!f(l).overlaps(&f(r)), "{l} and {r}");
+            assert!(!f(r).overlaps(&f(l)), "{r} and {l}");
+        }
     }
 }
