@@ -9,6 +9,7 @@
 mod support;
 
 mod auth;
+mod clients;
 mod limits;
 mod malformed;
 mod routing;

@@ -53,10 +53,21 @@ impl Hub {
 
     /// Starts a hub with extra `[api]` keys (TOML lines) and extra environment variables.
     pub fn start_with(root: &Path, api_toml: &str, env: &[(&str, &str)]) -> Hub {
+        Self::start_configured(root, api_toml, "", env)
+    }
+
+    /// Starts a hub with extra `[api]` keys, more TOML tables at the end of its
+    /// configuration (`[mqtt.clients]`…), and extra environment variables.
+    pub fn start_configured(
+        root: &Path,
+        api_toml: &str,
+        tables: &str,
+        env: &[(&str, &str)],
+    ) -> Hub {
         let data_dir = root.join("data");
         let config_path = root.join("eddy.toml");
         let config = format!(
-            "data-dir = {data:?}\n\n[api]\nlisten = \"127.0.0.1:0\"\n{api_toml}\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"debug\"\n",
+            "data-dir = {data:?}\n\n[api]\nlisten = \"127.0.0.1:0\"\n{api_toml}\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"debug\"\n\n{tables}\n",
             data = data_dir.display().to_string(),
         );
         std::fs::write(&config_path, config).expect("write config");

@@ -78,6 +78,8 @@ pub struct Broker {
     pub directory: Arc<dyn DeviceDirectory>,
     pub router: Router,
     pub metrics: BrokerMetrics,
+    /// Who of the generic (non-Tencent) clients may connect, and their topic ACL.
+    pub(crate) clients: clients::ClientRules,
     /// Persistent sessions and their queues, on disk.
     sessions: SessionStore,
     /// Retained messages, on disk.
@@ -108,6 +110,7 @@ impl Broker {
     pub async fn new(
         settings: BrokerSettings,
         directory: Arc<dyn DeviceDirectory>,
+        clients: clients::ClientRules,
         log: &Log,
     ) -> Result<Arc<Self>, QueueError> {
         let (status, inbox) = mpsc::unbounded_channel();
@@ -116,6 +119,7 @@ impl Broker {
             directory,
             router: Router::default(),
             metrics: BrokerMetrics::default(),
+            clients,
             sessions: SessionStore::open(log)?,
             retained: retained::Retained::open(log)?,
             status,

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_core::DeviceId;
+use eddy_core::{DeviceId, QoS};
 use eddy_core::secret::ExposeSecret as _;
 use eddy_core::time::unix_now;
 use futures::{SinkExt as _, StreamExt as _};
@@ -14,12 +14,13 @@ use rmqtt_codec::{MqttCodec, MqttPacket, v3, v5};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::acl::DevicePermissions;
+use crate::clients::ClientRefusal;
 use crate::device_auth::{AuthError, verify_key_device};
 use crate::metrics::Reason;
 use crate::router::Subscriptions;
 use crate::{Broker, ConnectionError};
 
-use super::{Admitted, Io};
+use super::{Admitted, Io, Permissions};
 
 /// CONNACK, MQTT 3 form, return code 1: unacceptable protocol version.
 const UNACCEPTABLE_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
@@ -143,7 +144,7 @@ pub(super) async fn handshake(
         broker.auth_failed(peer.ip());
     }
     match verdict {
-        Ok((device, permissions)) => {
+        Ok((device, permissions, max_qos)) => {
             if connect.keep_alive > broker.settings.keepalive_max_secs {
                 send_connack(io, connect.v5, Refusal::BadKeepAlive).await?;
                 return Err(ConnectionError::Refused(format!(
@@ -151,7 +152,7 @@ pub(super) async fn handshake(
                     connect.keep_alive, broker.settings.keepalive_max_secs
                 )));
             }
-            let will = match check_will(&connect, &permissions, &connect.client_id) {
+            let will = match check_will(&connect, &permissions, max_qos) {
                 Ok(will) => will,
                 Err(refusal) => {
                     tracing::info!(%peer, client_id = %connect.client_id, "CONNECT refused: will topic not permitted");
@@ -165,8 +166,7 @@ pub(super) async fn handshake(
                 device,
                 permissions,
                 keep_alive: connect.keep_alive,
-                // Tencent devices use QoS 0 and 1.
-                max_qos: eddy_core::QoS::AtLeastOnce,
+                max_qos,
                 clean_start: connect.clean_start,
                 // The broker's limit caps what the client asks for.
                 session_expiry: std::time::Duration::from_secs(u64::from(
@@ -272,10 +272,40 @@ async fn send_connack(io: &mut Io, v5: bool, refusal: Refusal) -> Result<(), Con
         .map_err(|e| ConnectionError::Io(format!("{e:?}")))
 }
 
+/// Whether the username has Tencent's device form, `${ClientId};${sdkappid};${connid};
+/// ${expiry}`: such a CONNECT is a device's, any other a generic client's.
+fn is_device_username(connect: &Connect) -> bool {
+    connect.username.as_deref().is_some_and(|u| {
+        let mut fields = u.split(';');
+        fields.next() == Some(connect.client_id.as_str()) && fields.count() == 3
+    })
+}
+
+/// Who connects, what it may do, and the highest QoS it may use.
 async fn authenticate(
     broker: &Broker,
     connect: &Connect,
-) -> Result<(DeviceId, DevicePermissions), Refusal> {
+) -> Result<(Option<DeviceId>, Permissions, QoS), Refusal> {
+    let clients = &broker.clients;
+    if clients.enabled() && !is_device_username(connect) {
+        let identity = clients
+            .authenticate(
+                &connect.client_id,
+                connect.username.as_deref(),
+                connect.password.as_deref(),
+            )
+            .await
+            .map_err(|refusal| match refusal {
+                ClientRefusal::Disabled | ClientRefusal::AnonymousNotAllowed => {
+                    Refusal::NotAuthorized
+                }
+                ClientRefusal::ClientIdInvalid => Refusal::ClientId,
+                ClientRefusal::BadCredentials => Refusal::BadCredentials,
+                ClientRefusal::Unavailable => Refusal::Unavailable,
+            })?;
+        let permissions = Permissions::Client(clients.permissions(&identity));
+        return Ok((None, permissions, QoS::ExactlyOnce));
+    }
     let device = DeviceId::from_client_id(&connect.client_id).map_err(|_| Refusal::ClientId)?;
     let entry = match broker.directory.device(&device).await {
         Ok(Some(entry)) => entry,
@@ -311,22 +341,26 @@ async fn authenticate(
         return Err(Refusal::RateLimited);
     }
     let permissions = DevicePermissions::for_device(&device, &entry.classes);
-    Ok((device, permissions))
+    // Tencent devices use QoS 0 and 1.
+    Ok((
+        Some(device),
+        Permissions::Device(permissions),
+        QoS::AtLeastOnce,
+    ))
 }
 
 /// The will, checked like a PUBLISH: a valid topic name the client may publish to, at a
 /// QoS it may use.
 fn check_will(
     connect: &Connect,
-    permissions: &DevicePermissions,
-    client_id: &str,
+    permissions: &Permissions,
+    max_qos: QoS,
 ) -> Result<Option<super::Will>, Refusal> {
     let Some(raw) = &connect.will else {
         return Ok(None);
     };
     let topic = eddy_core::Topic::parse(&raw.topic).map_err(|_| Refusal::Will)?;
-    // Devices: QoS 0 and 1, like their PUBLISHes.
-    if raw.qos == rmqtt_codec::types::QoS::ExactlyOnce || !permissions.may_publish(&topic) {
+    if super::core_qos(raw.qos) > max_qos || !permissions.may_publish(&topic) {
         return Err(Refusal::Will);
     }
     Ok(Some(super::Will {
@@ -335,7 +369,7 @@ fn check_will(
             payload: raw.payload.clone(),
             qos: super::core_qos(raw.qos),
             retain: raw.retain,
-            publisher: client_id.to_owned(),
+            publisher: connect.client_id.clone(),
             received_at_ms: 0,
         },
         delay: std::time::Duration::from_secs(u64::from(raw.delay_secs)),

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
 use crate::acl::DevicePermissions;
+use crate::clients::ClientPermissions;
 use crate::router::{ClientHandle, Detached, Subscriptions};
 use crate::session::Persistent;
 use crate::{Broker, StatusEvent};
@@ -95,8 +96,10 @@ pub(crate) async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
 pub(super) struct Admitted {
     pub(super) v5: bool,
     pub(super) client_id: Arc<str>,
-    pub(super) device: DeviceId,
-    pub(super) permissions: DevicePermissions,
+    /// The Tencent device, or `None` for a generic client (open-broker mode). Only
+    /// devices have registry status and Tencent's limits.
+    pub(super) device: Option<DeviceId>,
+    pub(super) permissions: Permissions,
     pub(super) keep_alive: u16,
     /// The highest QoS it may publish and be granted (devices: 1, Tencent has no QoS 2).
     pub(super) max_qos: QoS,
@@ -109,6 +112,28 @@ pub(super) struct Admitted {
     pub(super) persistent: Option<Arc<Persistent>>,
     /// Published if the connection ends without a normal DISCONNECT.
     pub(super) will: Option<Will>,
+}
+
+/// What an admitted client may publish and subscribe to.
+pub(super) enum Permissions {
+    Device(DevicePermissions),
+    Client(ClientPermissions),
+}
+
+impl Permissions {
+    pub(super) fn may_publish(&self, topic: &eddy_core::Topic) -> bool {
+        match self {
+            Self::Device(p) => p.may_publish(topic),
+            Self::Client(p) => p.may_publish(topic),
+        }
+    }
+
+    pub(super) fn may_subscribe(&self, filter: &eddy_core::TopicFilter) -> bool {
+        match self {
+            Self::Device(p) => p.may_subscribe(filter),
+            Self::Client(p) => p.may_subscribe(filter),
+        }
+    }
 }
 
 /// A will message (already checked against the client's permissions), and how long after
@@ -139,12 +164,14 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         handle,
         admitted.clean_start,
         wants_persistent,
-        || {
-            broker.record_status(StatusEvent {
-                device: admitted.device.clone(),
+        || match &admitted.device {
+            Some(device) => broker.record_status(StatusEvent {
+                device: device.clone(),
                 online_from: Some(peer.ip().to_string()),
                 recorded: Some(recorded_tx),
-            });
+            }),
+            // A generic client has no registry entry: nothing to wait for.
+            None => drop(recorded_tx.send(())),
         },
     );
     if let Some(previous) = &attached.previous {
@@ -164,11 +191,13 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
     let discarded = attached.discarded;
 
     let offline = || {
-        broker.record_status(StatusEvent {
-            device: admitted.device.clone(),
-            online_from: None,
-            recorded: None,
-        });
+        if let Some(device) = &admitted.device {
+            broker.record_status(StatusEvent {
+                device: device.clone(),
+                online_from: None,
+                recorded: None,
+            });
+        }
     };
     // A session that did not resume starts with nothing on disk; a resumed one sends
     // again whatever its queue still holds.
@@ -193,9 +222,9 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
                 .map(|p| u32::try_from(p.expiry.as_secs()).unwrap_or(u32::MAX)),
             max_packet_size: Some(broker.settings.max_packet_bytes()),
             max_qos: wire_qos(admitted.max_qos),
-            retain_available: false,
+            retain_available: true,
             wildcard_subscription_available: true,
-            shared_subscription_available: false,
+            shared_subscription_available: true,
             subscription_identifiers_available: false,
             ..Default::default()
         })))
@@ -212,7 +241,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         end_session(&broker, &admitted, connection_id, offline).await;
         return;
     }
-    tracing::info!(%peer, device = %admitted.device, v5 = admitted.v5, resumed, "device connected");
+    tracing::info!(%peer, client_id = %admitted.client_id, device = admitted.device.is_some(), v5 = admitted.v5, resumed, "client connected");
     broker.metrics.connections.inc();
 
     let (sink, stream) = io.split();
@@ -225,6 +254,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         sink,
         inbox,
         admitted.v5,
+        admitted.device.is_some(),
         session,
         replay,
     ));
@@ -249,7 +279,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         publish_will(&broker, &admitted.client_id, connection_id, will);
     }
     broker.metrics.connections.dec();
-    tracing::info!(%peer, device = %admitted.device, "device disconnected");
+    tracing::info!(%peer, client_id = %admitted.client_id, "client disconnected");
 }
 
 /// Prepares a session's durable side as its connection starts; returns the queued

@@ -128,7 +128,10 @@ pub(super) async fn read_loop(
     let idle_limit =
         (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
     let settings = &broker.settings;
-    let mut publish_rate = RateLimit::new(settings.device_rate_per_sec, settings.device_burst);
+    // Tencent's limits apply to devices only.
+    let device = client.device.is_some();
+    let mut publish_rate = device
+        .then(|| RateLimit::new(settings.device_rate_per_sec, settings.device_burst));
     // QoS 2 PUBLISHes routed and answered with PUBREC, awaiting their PUBREL: a resent
     // PUBLISH with one of these ids is not routed again (exactly once).
     let mut received_qos2: HashSet<u16> = HashSet::new();
@@ -190,9 +193,9 @@ pub(super) async fn read_loop(
                         .await;
                     continue;
                 }
-                let refusal = if !publish_rate.allow() {
+                let refusal = if !publish_rate.as_mut().is_none_or(RateLimit::allow) {
                     Some(Refused::Rate)
-                } else if !within_topic_limits(settings, topic.as_str()) {
+                } else if device && !within_topic_limits(settings, topic.as_str()) {
                     Some(Refused::TopicLimits)
                 } else if !client.permissions.may_publish(&topic) {
                     Some(Refused::Acl)

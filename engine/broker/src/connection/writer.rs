@@ -74,7 +74,8 @@ struct Writer {
     sink: SplitSink<Io, MqttPacket>,
     v5: bool,
     session: Option<(Arc<str>, Arc<Persistent>)>,
-    rate: RateLimit,
+    /// Tencent's delivery rate, for devices only.
+    rate: Option<RateLimit>,
     in_flight: InFlight,
     waiting: VecDeque<Waiting>,
     /// Queue entries sent from the queue at connect; a routed copy of one is skipped.
@@ -86,13 +87,14 @@ pub(super) async fn write_loop(
     sink: SplitSink<Io, MqttPacket>,
     mut inbox: mpsc::Receiver<ToWriter>,
     v5: bool,
+    device: bool,
     session: Option<(Arc<str>, Arc<Persistent>)>,
     replay: Vec<(u64, Arc<Message>)>,
 ) {
     // Tencent limits what a device receives too: excess live deliveries are dropped and
     // counted; durable ones wait.
     let settings = &broker.settings;
-    let rate = RateLimit::new(settings.device_rate_per_sec, settings.device_burst);
+    let rate = device.then(|| RateLimit::new(settings.device_rate_per_sec, settings.device_burst));
     let mut w = Writer {
         broker: broker.clone(),
         sink,
@@ -112,7 +114,7 @@ pub(super) async fn write_loop(
         if !w.send_waiting().await {
             return;
         }
-        let wait = (!w.waiting.is_empty()).then(|| w.rate.wait());
+        let wait = (!w.waiting.is_empty()).then(|| w.rate.as_ref().map_or_else(Default::default, RateLimit::wait));
         let first = tokio::select! {
             command = inbox.recv() => match command {
                 Some(command) => command,
@@ -144,7 +146,7 @@ impl Writer {
     /// is gone.
     async fn send_waiting(&mut self) -> bool {
         let mut sent = false;
-        while !self.waiting.is_empty() && self.rate.allow() {
+        while !self.waiting.is_empty() && self.allow() {
             let Some(Waiting { message, qos, seq }) = self.waiting.pop_front() else {
                 break;
             };
@@ -184,7 +186,7 @@ impl Writer {
                 qos,
                 seq: Some(seq),
                 ..
-            } if !self.waiting.is_empty() || !self.rate.allow() => {
+            } if !self.waiting.is_empty() || !self.allow() => {
                 // Durable: wait for the rate, behind the others already waiting.
                 self.waiting.push_back(Waiting { message, qos, seq });
                 if let Some((_, persistent)) = &self.session
@@ -196,7 +198,7 @@ impl Writer {
                 }
                 None
             }
-            ToWriter::Deliver { seq: None, .. } if !self.rate.allow() => {
+            ToWriter::Deliver { seq: None, .. } if !self.allow() => {
                 self.broker
                     .metrics
                     .dropped
@@ -234,6 +236,11 @@ impl Writer {
             return Step::Stop;
         }
         Step::Continue
+    }
+
+    /// Whether the delivery rate allows one more message now.
+    fn allow(&mut self) -> bool {
+        self.rate.as_mut().is_none_or(RateLimit::allow)
     }
 
     /// The client acknowledged a durable delivery: it leaves the session's queue.
