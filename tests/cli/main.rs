@@ -69,7 +69,14 @@ fn version_and_help() {
     let out = ok(eddy(&["--version"]));
     assert_eq!(out.trim(), format!("eddy {}", env!("CARGO_PKG_VERSION")));
     let help = ok(eddy(&["--help"]));
-    for command in ["serve", "config", "product", "device", "topic-policy"] {
+    for command in [
+        "serve",
+        "config",
+        "product",
+        "device",
+        "topic-policy",
+        "passwd",
+    ] {
         assert!(help.contains(command), "--help lists {command}:\n{help}");
     }
     let help = ok(eddy(&["device", "create", "--help"]));
@@ -162,6 +169,37 @@ fn config_errors_name_the_key_and_the_file() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("bogus-key"), "{err}");
+}
+
+#[test]
+fn passwd_hashes_standard_input_and_needs_no_config() {
+    let dir = workdir();
+    let input = dir.path().join("password.txt");
+    std::fs::write(&input, "s3cret pass\n").unwrap();
+    // A broken configuration must not stop anyone from making a hash.
+    let out = Command::new(eddy_bin())
+        .args(["passwd", "--password-stdin"])
+        .env("EDDY_CONFIG", dir.path().join("missing.toml"))
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    let phc = ok(out);
+    assert!(phc.trim().starts_with("$argon2id$v=19$"), "{phc}");
+    assert_eq!(phc.lines().count(), 1, "only the hash on stdout: {phc}");
+
+    // Without the flag and without a terminal it says what to do (stdin is /dev/null).
+    let out = eddy(&["passwd"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--password-stdin"),
+        "{}",
+        stderr(&out)
+    );
+    let help = ok(eddy(&["passwd", "--help"]));
+    assert!(
+        help.contains("--password-stdin") && help.contains("argon2id"),
+        "{help}"
+    );
 }
 
 #[test]

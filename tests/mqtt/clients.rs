@@ -10,7 +10,8 @@ use crate::support::{Hub, workdir};
 use crate::{STEP, next_incoming};
 
 /// Anonymous clients allowed; everyone may use `open/#`; `%c` gives each client its own
-/// subtree where only it may publish.
+/// subtree where only it may publish (everyone may read all of `own/`); a deny rule
+/// carves publishing to `open/locked` out of `open/#`.
 const OPEN: &str = r#"
 [mqtt.clients]
 enabled = true
@@ -19,7 +20,7 @@ anonymous = true
 [[mqtt.clients.acl]]
 permission = "deny"
 action = "publish"
-topics = ["own/+/#"]
+topics = ["open/locked"]
 
 [[mqtt.clients.acl]]
 permission = "allow"
@@ -69,10 +70,20 @@ async fn subscribe(client: &AsyncClient, events: &mut EventLoop, filter: &str, q
 
 /// Polls until the next PUBLISH.
 async fn next_publish(events: &mut EventLoop) -> rumqttc::Publish {
+    tokio::time::timeout(STEP, next_publish_forever(events))
+        .await
+        .expect("no PUBLISH in time")
+}
+
+async fn next_publish_forever(events: &mut EventLoop) -> rumqttc::Publish {
     loop {
         match next_incoming(events).await.unwrap() {
             Packet::Publish(p) => return p,
-            Packet::PingResp | Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {}
+            Packet::PingResp
+            | Packet::PubAck(_)
+            | Packet::PubRec(_)
+            | Packet::PubRel(_)
+            | Packet::PubComp(_) => {}
             other => panic!("expected PUBLISH, got {other:?}"),
         }
     }
@@ -115,19 +126,25 @@ async fn qos2_retained_and_the_acl_for_anonymous_clients() {
     assert_eq!((got.topic.as_str(), got.qos), ("open/a", QoS::ExactlyOnce));
     assert_eq!(&got.payload[..], b"exactly once");
 
-    // %c: "pub" may publish under own/pub/ only; the deny rule refuses own/sub/.
-    publisher
-        .publish("own/sub/x", QoS::AtLeastOnce, false, "not mine")
-        .await
-        .unwrap();
-    acknowledged(&mut pub_events).await;
+    // %c: "pub" may publish under own/pub/ only; own/sub/ and the denied open/locked are
+    // acknowledged (MQTT 3 has no refusal code) but not routed.
+    for refused in ["own/sub/x", "open/locked"] {
+        publisher
+            .publish(refused, QoS::AtLeastOnce, false, "not mine")
+            .await
+            .unwrap();
+        acknowledged(&mut pub_events).await;
+    }
     publisher
         .publish("own/pub/x", QoS::AtLeastOnce, false, "mine")
         .await
         .unwrap();
     acknowledged(&mut pub_events).await;
     let got = next_publish(&mut sub_events).await;
-    assert_eq!((got.topic.as_str(), &got.payload[..]), ("own/pub/x", &b"mine"[..]));
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("own/pub/x", &b"mine"[..])
+    );
 
     // Retained: kept for later subscribers, replaced by the next, deleted by an empty one.
     publisher
@@ -144,7 +161,10 @@ async fn qos2_retained_and_the_acl_for_anonymous_clients() {
     subscribe(&late, &mut late_events, "open/+", QoS::AtLeastOnce).await;
     let got = next_publish(&mut late_events).await;
     assert!(got.retain, "a retained message carries RETAIN=1");
-    assert_eq!((got.topic.as_str(), &got.payload[..]), ("open/state", &b"v2"[..]));
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("open/state", &b"v2"[..])
+    );
     // The live subscriber got both, without RETAIN.
     for expected in ["v1", "v2"] {
         let got = next_publish(&mut sub_events).await;
@@ -162,6 +182,7 @@ async fn qos2_retained_and_the_acl_for_anonymous_clients() {
         .publish("open/after", QoS::AtLeastOnce, false, "first")
         .await
         .unwrap();
+    acknowledged(&mut pub_events).await;
     let got = next_publish(&mut later_events).await;
     assert_eq!(
         &got.payload[..],
@@ -179,14 +200,27 @@ async fn wills_and_shared_subscriptions() {
 
     // A connection that ends without DISCONNECT publishes its will; a clean one does not.
     let mut dying = options(&hub, "dying", true);
-    dying.set_last_will(LastWill::new("open/will/dying", "gone", QoS::AtLeastOnce, false));
+    dying.set_last_will(LastWill::new(
+        "open/will/dying",
+        "gone",
+        QoS::AtLeastOnce,
+        false,
+    ));
     let (_dying, dying_events, _) = connect(dying).await;
     drop(dying_events); // the socket closes with no DISCONNECT
     let got = next_publish(&mut watch_events).await;
-    assert_eq!((got.topic.as_str(), &got.payload[..]), ("open/will/dying", &b"gone"[..]));
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("open/will/dying", &b"gone"[..])
+    );
 
     let mut polite = options(&hub, "polite", true);
-    polite.set_last_will(LastWill::new("open/will/polite", "x", QoS::AtLeastOnce, false));
+    polite.set_last_will(LastWill::new(
+        "open/will/polite",
+        "x",
+        QoS::AtLeastOnce,
+        false,
+    ));
     let (polite, mut polite_events, _) = connect(polite).await;
     polite.disconnect().await.unwrap();
     while next_incoming(&mut polite_events).await.is_ok() {}
@@ -205,8 +239,20 @@ async fn wills_and_shared_subscriptions() {
     // Two members of one share get the messages between them, each exactly once.
     let (a, mut a_events, _) = connect(options(&hub, "worker-a", true)).await;
     let (b, mut b_events, _) = connect(options(&hub, "worker-b", true)).await;
-    subscribe(&a, &mut a_events, "$share/workers/open/jobs/+", QoS::AtLeastOnce).await;
-    subscribe(&b, &mut b_events, "$share/workers/open/jobs/+", QoS::AtLeastOnce).await;
+    subscribe(
+        &a,
+        &mut a_events,
+        "$share/workers/open/jobs/+",
+        QoS::AtLeastOnce,
+    )
+    .await;
+    subscribe(
+        &b,
+        &mut b_events,
+        "$share/workers/open/jobs/+",
+        QoS::AtLeastOnce,
+    )
+    .await;
     let (publisher, mut pub_events, _) = connect(options(&hub, "boss", true)).await;
     for i in 0..10 {
         publisher
@@ -222,7 +268,10 @@ async fn wills_and_shared_subscriptions() {
         .unwrap();
     acknowledged(&mut pub_events).await;
     let got = next_publish(&mut watch_events).await;
-    assert_eq!(got.topic, "open/will/marker", "the polite client left no will");
+    assert_eq!(
+        got.topic, "open/will/marker",
+        "the polite client left no will"
+    );
     let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
     while from_a.len() + from_b.len() < 10 {
         tokio::select! {
@@ -230,7 +279,11 @@ async fn wills_and_shared_subscriptions() {
             p = next_publish(&mut b_events) => from_b.push(p.topic),
         }
     }
-    assert_eq!((from_a.len(), from_b.len()), (5, 5), "{from_a:?} {from_b:?}");
+    assert_eq!(
+        (from_a.len(), from_b.len()),
+        (5, 5),
+        "{from_a:?} {from_b:?}"
+    );
     let mut all: Vec<_> = from_a.into_iter().chain(from_b).collect();
     all.sort();
     all.dedup();
@@ -251,12 +304,7 @@ async fn users_with_passwords_and_a_pubacked_message_through_kill_9() {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = passwd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"s3cret\n")
-            .unwrap();
+        child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap().trim().to_owned()

@@ -67,7 +67,7 @@ impl Hub {
         let data_dir = root.join("data");
         let config_path = root.join("eddy.toml");
         let config = format!(
-            "data-dir = {data:?}\n\n[api]\nlisten = \"127.0.0.1:0\"\n{api_toml}\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"debug\"\n\n{tables}\n",
+            "data-dir = {data:?}\n\n[api]\nlisten = \"127.0.0.1:0\"\n{api_toml}\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"debug,fjall=info,lsm_tree=info\"\n\n{tables}\n",
             data = data_dir.display().to_string(),
         );
         std::fs::write(&config_path, config).expect("write config");

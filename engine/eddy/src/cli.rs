@@ -39,6 +39,20 @@ pub enum Command {
     /// Manage a product's custom topic classes.
     #[command(subcommand, name = "topic-policy")]
     TopicPolicy(TopicPolicyCommand),
+    /// Hash a password for a generic MQTT client ([[mqtt.clients.users]]).
+    ///
+    /// Prints the argon2id PHC string to paste as the user's password-hash. The password is
+    /// read from the terminal, twice and without echo; when standard input is not a
+    /// terminal, pass --password-stdin. Needs no configuration and no running hub.
+    Passwd(PasswdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// Read the password from standard input instead of the terminal: everything up to
+    /// the end of input, without one trailing newline, and on one line.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]

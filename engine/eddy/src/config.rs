@@ -104,6 +104,134 @@ pub struct MqttConfig {
     /// How long a queued message is kept (Tencent: 24 h).
     #[serde(with = "humantime_serde")]
     pub offline_message_ttl: Duration,
+    /// Generic (non-Tencent) MQTT clients: open-broker mode.
+    pub clients: ClientsConfig,
+}
+
+/// `[mqtt.clients]`: who besides Tencent devices may connect, and to which topics.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClientsConfig {
+    /// Whether generic MQTT clients may connect at all.
+    pub enabled: bool,
+    /// Whether a client without a username is admitted.
+    pub anonymous: bool,
+    /// Users who may connect with a password.
+    pub users: Vec<ClientUserConfig>,
+    /// Topic rules in order; the first that applies decides.
+    pub acl: Vec<AclRuleConfig>,
+    /// The decision when no rule applies.
+    pub acl_no_match: PermissionConfig,
+}
+
+/// One `[[mqtt.clients.users]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClientUserConfig {
+    /// The MQTT username.
+    pub username: String,
+    /// An argon2 PHC string, as printed by `eddy passwd`.
+    pub password_hash: String,
+}
+
+/// Not a secret, but attackable offline: kept out of `Debug` like the secrets.
+impl std::fmt::Debug for ClientUserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientUserConfig")
+            .field("username", &self.username)
+            .field("password_hash", &"[redacted]")
+            .finish()
+    }
+}
+
+/// One `[[mqtt.clients.acl]]` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AclRuleConfig {
+    /// "allow" or "deny".
+    pub permission: PermissionConfig,
+    /// "publish", "subscribe" or "all".
+    pub action: AclActionConfig,
+    /// Only for this user, when set.
+    pub username: Option<String>,
+    /// Only for this client id, when set.
+    pub client_id: Option<String>,
+    /// Topic filters; `%c` is the client id, `%u` the username, `%%` a literal `%`.
+    pub topics: Vec<String>,
+}
+
+/// What an ACL rule decides.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PermissionConfig {
+    Allow,
+    Deny,
+}
+
+/// Which operations an ACL rule is about.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AclActionConfig {
+    Publish,
+    Subscribe,
+    All,
+}
+
+impl From<PermissionConfig> for eddy_broker::clients::Permission {
+    fn from(value: PermissionConfig) -> Self {
+        match value {
+            PermissionConfig::Allow => Self::Allow,
+            PermissionConfig::Deny => Self::Deny,
+        }
+    }
+}
+
+impl From<AclActionConfig> for eddy_broker::clients::AclAction {
+    fn from(value: AclActionConfig) -> Self {
+        match value {
+            AclActionConfig::Publish => Self::Publish,
+            AclActionConfig::Subscribe => Self::Subscribe,
+            AclActionConfig::All => Self::All,
+        }
+    }
+}
+
+impl ClientsConfig {
+    /// The broker's open-broker settings from this section (checked by
+    /// [`eddy_broker::clients::ClientRules::new`], which `Config::load` already ran).
+    pub fn clients_settings(&self) -> eddy_broker::clients::ClientsSettings {
+        use eddy_broker::clients::{AclRule, ClientUser, ClientsSettings};
+        ClientsSettings {
+            enabled: self.enabled,
+            anonymous: self.anonymous,
+            users: self
+                .users
+                .iter()
+                .map(|u| ClientUser {
+                    username: u.username.clone(),
+                    password_hash: u.password_hash.clone(),
+                })
+                .collect(),
+            acl: self
+                .acl
+                .iter()
+                .map(|r| AclRule {
+                    permission: r.permission.into(),
+                    action: r.action.into(),
+                    username: r.username.clone(),
+                    client_id: r.client_id.clone(),
+                    topics: r.topics.clone(),
+                })
+                .collect(),
+            acl_no_match: self.acl_no_match.into(),
+        }
+    }
+
+    /// The validated rules, or an error naming the offending `mqtt.clients` entry.
+    pub fn client_rules(&self) -> Result<eddy_broker::clients::ClientRules, ConfigError> {
+        eddy_broker::clients::ClientRules::new(self.clients_settings())
+            .map_err(|err| ConfigError(format!("  - mqtt.clients.{err}")))
+    }
 }
 
 impl MqttConfig {
@@ -200,6 +328,7 @@ impl Config {
         })?;
         config.validate()?;
         config.mqtt.broker_settings()?;
+        config.mqtt.clients.client_rules()?;
         config.ignored_env = std::env::vars_os()
             .filter_map(|(key, _)| key.into_string().ok())
             .filter(|key| {
@@ -293,6 +422,77 @@ mod tests {
         assert!(config.api.admin_secret_id.is_none());
         assert!(config.store.postgres_url.is_none());
         assert_eq!(config.log.level, "info");
+        let clients = config.mqtt.clients.clients_settings();
+        assert!(!clients.enabled && !clients.anonymous);
+        assert!(clients.users.is_empty() && clients.acl.is_empty());
+        assert_eq!(clients.acl_no_match, eddy_broker::clients::Permission::Deny);
+        assert!(config.mqtt.clients.client_rules().is_ok());
+    }
+
+    /// The commented examples in default.toml, uncommented, are a valid configuration.
+    fn default_toml_examples() -> String {
+        let section = DEFAULT_TOML
+            .split("[mqtt.clients]")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[log]").next())
+            .unwrap();
+        let mut out = String::new();
+        for line in section.lines() {
+            if let Some(example) = line.strip_prefix("#   ")
+                && (example.starts_with('[') || example.contains(" = "))
+            {
+                out.push_str(example);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn clients_section_maps_onto_the_broker_settings() {
+        use eddy_broker::clients::{AclAction, Permission};
+        let hash = eddy_broker::clients::hash_password(b"pw").unwrap();
+        let examples = default_toml_examples().replace("$argon2id$v=19$m=19456,t=2,p=1$...", &hash);
+        let config: Config = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(&examples))
+            .merge(Toml::string(
+                "[mqtt.clients]\nenabled = true\nanonymous = true\nacl-no-match = \"allow\"",
+            ))
+            .extract()
+            .unwrap();
+        let settings = config.mqtt.clients.clients_settings();
+        assert!(settings.enabled && settings.anonymous);
+        assert_eq!(settings.acl_no_match, Permission::Allow);
+        assert_eq!(settings.users.len(), 1);
+        assert_eq!(settings.users[0].username, "dashboard");
+        assert_eq!(settings.acl.len(), 3);
+        assert_eq!(settings.acl[0].username.as_deref(), Some("dashboard"));
+        assert_eq!(settings.acl[0].action, AclAction::Subscribe);
+        assert_eq!(settings.acl[1].permission, Permission::Deny);
+        assert_eq!(settings.acl[2].topics, ["clients/%c/#"]);
+        assert!(config.mqtt.clients.client_rules().is_ok());
+        assert!(
+            !format!("{config:?}").contains(&hash),
+            "the hash stays out of Debug"
+        );
+    }
+
+    #[test]
+    fn bad_clients_entries_are_named() {
+        let config: Config = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(
+                "[[mqtt.clients.users]]\nusername = \"u\"\npassword-hash = \"plain\"",
+            ))
+            .extract()
+            .unwrap();
+        let err = config.mqtt.clients.client_rules().unwrap_err().to_string();
+        assert!(err.contains("mqtt.clients.users[0] (\"u\")"), "{err}");
+        let unknown: Result<Config, _> = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(
+                "[[mqtt.clients.acl]]\npermission = \"allow\"\naction = \"all\"\ntopic = [\"a\"]",
+            ))
+            .extract();
+        assert!(unknown.is_err(), "topic (not topics) is refused");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use eddy::cli::{Cli, Command, ConfigCommand};
-use eddy::commands::{manage, serve};
+use eddy::commands::{manage, passwd, serve};
 use eddy::config::{Config, DEFAULT_TOML};
 use tracing_subscriber::EnvFilter;
 
@@ -25,6 +25,20 @@ fn main() -> ExitCode {
     if let Command::Config(ConfigCommand::Default) = cli.command {
         print!("{DEFAULT_TOML}");
         return ExitCode::SUCCESS;
+    }
+    // Hashing a password needs no configuration: a broken config must not stand in the way
+    // of fixing it.
+    if let Command::Passwd(args) = &cli.command {
+        return match passwd::run(args) {
+            Ok(phc) => {
+                println!("{phc}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("eddy: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -52,7 +66,7 @@ fn main() -> ExitCode {
             Command::Product(cmd) => manage::product(&config, cmd).await.map(Some),
             Command::Device(cmd) => manage::device(&config, cmd).await.map(Some),
             Command::TopicPolicy(cmd) => manage::topic_policy(&config, cmd).await.map(Some),
-            Command::Config(ConfigCommand::Default) => Ok(None),
+            Command::Config(ConfigCommand::Default) | Command::Passwd(_) => Ok(None),
         }
     });
     match result {

@@ -40,13 +40,14 @@ pub enum HashError {
 }
 
 /// Hashes `password` with argon2id at the crate's recommended parameters (19 MiB, t=2,
-/// p=1) and a random salt; the PHC string is what `users[].password-hash` expects.
-pub fn hash_password(password: &str) -> Result<String, HashError> {
+/// p=1) and a random salt; the PHC string is what `users[].password-hash` expects. MQTT
+/// passwords are binary, so this takes bytes.
+pub fn hash_password(password: &[u8]) -> Result<String, HashError> {
     if password.is_empty() {
         return Err(HashError::Empty);
     }
     Argon2::default()
-        .hash_password(password.as_bytes())
+        .hash_password(password)
         .map(|hash| hash.to_string())
         .map_err(|err| HashError::Argon2(err.to_string()))
 }
@@ -227,7 +228,7 @@ mod tests {
 
     #[test]
     fn a_hash_verifies_its_password_only() {
-        let phc = hash_password("correct horse").unwrap();
+        let phc = hash_password(b"correct horse").unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         let hash = parse_hash(&phc).unwrap();
         assert!(
@@ -240,7 +241,7 @@ mod tests {
                 .verify_password(b"correct horsE", &hash)
                 .is_err()
         );
-        assert_eq!(hash_password(""), Err(HashError::Empty));
+        assert_eq!(hash_password(b""), Err(HashError::Empty));
     }
 
     #[test]

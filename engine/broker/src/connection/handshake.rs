@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_core::{DeviceId, QoS};
 use eddy_core::secret::ExposeSecret as _;
 use eddy_core::time::unix_now;
+use eddy_core::{DeviceId, QoS};
 use futures::{SinkExt as _, StreamExt as _};
 use rmqtt_codec::error::DecodeError;
 use rmqtt_codec::version::ProtocolVersion;
@@ -303,6 +303,13 @@ async fn authenticate(
                 ClientRefusal::BadCredentials => Refusal::BadCredentials,
                 ClientRefusal::Unavailable => Refusal::Unavailable,
             })?;
+        // A registered device's ClientId is the device's: a generic client taking it would
+        // kick the device off (one connection per ClientId).
+        if let Ok(device) = DeviceId::from_client_id(&connect.client_id)
+            && !matches!(broker.directory.device(&device).await, Ok(None))
+        {
+            return Err(Refusal::ClientId);
+        }
         let permissions = Permissions::Client(clients.permissions(&identity));
         return Ok((None, permissions, QoS::ExactlyOnce));
     }

@@ -130,8 +130,8 @@ pub(super) async fn read_loop(
     let settings = &broker.settings;
     // Tencent's limits apply to devices only.
     let device = client.device.is_some();
-    let mut publish_rate = device
-        .then(|| RateLimit::new(settings.device_rate_per_sec, settings.device_burst));
+    let mut publish_rate =
+        device.then(|| RateLimit::new(settings.device_rate_per_sec, settings.device_burst));
     // QoS 2 PUBLISHes routed and answered with PUBREC, awaiting their PUBREL: a resent
     // PUBLISH with one of these ids is not routed again (exactly once).
     let mut received_qos2: HashSet<u16> = HashSet::new();

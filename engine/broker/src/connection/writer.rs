@@ -114,7 +114,11 @@ pub(super) async fn write_loop(
         if !w.send_waiting().await {
             return;
         }
-        let wait = (!w.waiting.is_empty()).then(|| w.rate.as_ref().map_or_else(Default::default, RateLimit::wait));
+        let wait = (!w.waiting.is_empty()).then(|| {
+            w.rate
+                .as_ref()
+                .map_or_else(Default::default, RateLimit::wait)
+        });
         let first = tokio::select! {
             command = inbox.recv() => match command {
                 Some(command) => command,

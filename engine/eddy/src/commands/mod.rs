@@ -3,4 +3,5 @@
 pub mod admin_key;
 pub mod manage;
 mod output;
+pub mod passwd;
 pub mod serve;

@@ -55,6 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let broker = Broker::new(
         config.mqtt.broker_settings()?,
         Arc::new(StoreDirectory::new(store.clone())),
+        config.mqtt.clients.client_rules()?,
         &log,
     )
     .await
