@@ -165,6 +165,11 @@ async fn qos2_retained_and_the_acl_for_anonymous_clients() {
         (got.topic.as_str(), &got.payload[..]),
         ("open/state", &b"v2"[..])
     );
+    assert!(
+        crate::sessions::metrics(&hub)
+            .await
+            .contains("eddy_mqtt_retained 1\n")
+    );
     // The live subscriber got both, without RETAIN.
     for expected in ["v1", "v2"] {
         let got = next_publish(&mut sub_events).await;

@@ -93,6 +93,16 @@ async fn publish_message(
     }
 }
 
+/// The hub's `/metrics` text.
+pub async fn metrics(hub: &Hub) -> String {
+    reqwest::get(format!("{}/metrics", hub.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The next `n` PUBLISH payloads, checking each is QoS 1 on `topic`.
 async fn receive(events: &mut EventLoop, topic: &str, n: usize) -> Vec<String> {
     let mut payloads = Vec::new();
@@ -131,6 +141,10 @@ async fn acknowledged_qos1_messages_survive_kill_9() {
             "LimitExceeded.MessageSaved"
         );
     }
+    assert!(
+        metrics(&hub).await.contains("eddy_mqtt_queued 5\n"),
+        "the queue depth is exported"
+    );
     hub.kill9();
 
     let hub = Hub::start_with(dir.path(), "", NO_CONNECT_INTERVAL);
@@ -225,12 +239,7 @@ async fn a_full_queue_drops_the_oldest_and_the_rest_wait_for_the_rate() {
         "Delivered"
     );
     assert_eq!(receive(&mut events, &control, 1).await, ["after"]);
-    let metrics = reqwest::get(format!("{}/metrics", hub.endpoint))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&hub).await;
     assert!(
         metrics.contains("eddy_mqtt_dropped_total{reason=\"queue_full\"} 5"),
         "{metrics}"

@@ -26,6 +26,7 @@ pub mod clients;
 mod connection;
 pub mod device_auth;
 mod directory;
+pub mod events;
 pub mod metrics;
 mod retained;
 mod router;
@@ -80,6 +81,8 @@ pub struct Broker {
     pub metrics: BrokerMetrics,
     /// Who of the generic (non-Tencent) clients may connect, and their topic ACL.
     pub(crate) clients: clients::ClientRules,
+    /// Connect and disconnect events, for the rule engine.
+    pub(crate) events: events::Events,
     /// Persistent sessions and their queues, on disk.
     sessions: SessionStore,
     /// Retained messages, on disk.
@@ -120,6 +123,7 @@ impl Broker {
             router: Router::default(),
             metrics: BrokerMetrics::default(),
             clients,
+            events: events::Events::default(),
             sessions: SessionStore::open(log)?,
             retained: retained::Retained::open(log)?,
             status,
@@ -128,6 +132,10 @@ impl Broker {
             auth_failures: Mutex::default(),
         });
         broker.restore_sessions().await?;
+        broker
+            .metrics
+            .retained
+            .set(i64::try_from(broker.retained.len()).unwrap_or(i64::MAX));
         Ok(broker)
     }
 
@@ -148,6 +156,9 @@ impl Broker {
             }
             let persistent = Arc::new(Persistent::new(expiry, self.queue_max(&session.client_id)));
             *persistent.queued() = session.queued;
+            self.metrics
+                .queued
+                .inc_by(i64::try_from(session.queued).unwrap_or(i64::MAX));
             persistent.set_offline(Some(now.checked_sub(offline_for).unwrap_or(now)));
             self.router.restore(
                 Arc::from(session.client_id.as_str()),
@@ -167,6 +178,14 @@ impl Broker {
         self.settings.offline_queue_max
     }
 
+    /// Takes an ended session's queue out of the `queued` gauge.
+    pub(crate) fn forget_queued(&self, persistent: &Persistent) {
+        let queued = std::mem::take(&mut *persistent.queued());
+        self.metrics
+            .queued
+            .dec_by(i64::try_from(queued).unwrap_or(i64::MAX));
+    }
+
     pub(crate) fn sessions(&self) -> &SessionStore {
         &self.sessions
     }
@@ -175,9 +194,19 @@ impl Broker {
         &self.retained
     }
 
+    /// Retains `message` (or deletes its topic's, for an empty payload), durably.
+    pub(crate) async fn retain(&self, message: &Arc<Message>) -> Result<(), QueueError> {
+        self.retained.set(message).await?;
+        self.metrics
+            .retained
+            .set(i64::try_from(self.retained.len()).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
     /// Ends persistent sessions past their expiry, on disk too.
     async fn expire_sessions(&self) {
-        for client in self.router.expire(std::time::Instant::now()) {
+        for (client, persistent) in self.router.expire(std::time::Instant::now()) {
+            self.forget_queued(&persistent);
             tracing::info!(client_id = %client, "persistent session expired");
             if let Err(err) = self.sessions.delete(&client).await {
                 tracing::error!(error = %err, client_id = %client, "deleting an expired session failed");
@@ -242,6 +271,11 @@ impl Broker {
             *entry = (0, now);
         }
         entry.0 = entry.0.saturating_add(1);
+    }
+
+    /// Every connect and disconnect from now on, in order (see [`events`]).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<events::ClientEvent> {
+        self.events.subscribe()
     }
 
     pub(crate) fn record_status(&self, event: StatusEvent) {
@@ -345,9 +379,11 @@ impl Broker {
         let mut queued = persistent.queued();
         if *queued >= persistent.queue_max && self.sessions.drop_oldest(batch, client)? {
             *queued = queued.saturating_sub(1);
+            self.metrics.queued.dec();
             self.dropped("queue_full");
         }
         *queued += 1;
+        self.metrics.queued.inc();
         Ok(self.sessions.enqueue(batch, client, message, qos))
     }
 

@@ -33,6 +33,12 @@ pub struct BrokerMetrics {
     pub dropped: Family<Reason, Counter>,
     /// Refused CONNECTs, by reason.
     pub connect_refused: Family<Reason, Counter>,
+    /// Messages in persistent sessions' durable queues (offline and unacknowledged).
+    pub queued: Gauge,
+    /// QoS 1/2 deliveries sent and not yet acknowledged, over all connections.
+    pub in_flight: Gauge,
+    /// Retained messages.
+    pub retained: Gauge,
 }
 
 impl BrokerMetrics {
@@ -69,5 +75,16 @@ impl BrokerMetrics {
             "Refused CONNECTs, by reason",
             self.connect_refused.clone(),
         );
+        sub.register(
+            "queued",
+            "Messages in persistent sessions' durable queues",
+            self.queued.clone(),
+        );
+        sub.register(
+            "in_flight",
+            "QoS 1/2 deliveries awaiting the client's acknowledgement",
+            self.in_flight.clone(),
+        );
+        sub.register("retained", "Retained messages", self.retained.clone());
     }
 }

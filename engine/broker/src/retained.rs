@@ -96,7 +96,6 @@ impl Retained {
         found
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_topic
             .read()

@@ -171,7 +171,7 @@ pub(crate) struct Attached {
     /// A persistent session resumed (MQTT's "session present").
     pub resumed: bool,
     /// An earlier persistent session of this ClientId ended: its durable state must go.
-    pub discarded: bool,
+    pub discarded: Option<Arc<Persistent>>,
 }
 
 /// What [`Router::detach`] did.
@@ -341,7 +341,7 @@ impl Router {
                         subscriptions: old.subscriptions.clone(),
                         persistent: old.persistent.clone(),
                         resumed: true,
-                        discarded: false,
+                        discarded: None,
                     };
                     let session = Session {
                         connection: Some(handle),
@@ -357,7 +357,7 @@ impl Router {
                         subscriptions: subscriptions.clone(),
                         persistent: persistent.clone(),
                         resumed: false,
-                        discarded: old.as_ref().is_some_and(|o| o.persistent.is_some()),
+                        discarded: old.as_ref().and_then(|o| o.persistent.clone()),
                     };
                     let session = Session {
                         connection: Some(handle),
@@ -435,8 +435,8 @@ impl Router {
     }
 
     /// Ends every persistent session that has waited longer than its expiry; returns
-    /// their ClientIds so their durable state can be deleted.
-    pub(crate) fn expire(&self, now: Instant) -> Vec<Arc<str>> {
+    /// them so their durable state can be deleted.
+    pub(crate) fn expire(&self, now: Instant) -> Vec<(Arc<str>, Arc<Persistent>)> {
         let ended: Vec<(Arc<str>, Session)> = {
             let mut sessions = lock(&self.sessions);
             let expired: Vec<Arc<str>> = sessions
@@ -453,9 +453,9 @@ impl Router {
         };
         ended
             .into_iter()
-            .map(|(client, session)| {
+            .filter_map(|(client, session)| {
                 self.drop_subscriptions(&client, &session.subscriptions);
-                client
+                Some((client, session.persistent?))
             })
             .collect()
     }

@@ -27,6 +27,7 @@ use tokio_util::codec::Framed;
 
 use crate::acl::DevicePermissions;
 use crate::clients::ClientPermissions;
+use crate::events::ClientEventKind;
 use crate::router::{ClientHandle, Detached, Subscriptions};
 use crate::session::Persistent;
 use crate::{Broker, StatusEvent};
@@ -164,14 +165,22 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         handle,
         admitted.clean_start,
         wants_persistent,
-        || match &admitted.device {
-            Some(device) => broker.record_status(StatusEvent {
-                device: device.clone(),
-                online_from: Some(peer.ip().to_string()),
-                recorded: Some(recorded_tx),
-            }),
-            // A generic client has no registry entry: nothing to wait for.
-            None => drop(recorded_tx.send(())),
+        || {
+            broker.events.emit(
+                ClientEventKind::Connected,
+                &admitted.client_id,
+                admitted.device.as_ref(),
+                peer.ip(),
+            );
+            match &admitted.device {
+                Some(device) => broker.record_status(StatusEvent {
+                    device: device.clone(),
+                    online_from: Some(peer.ip().to_string()),
+                    recorded: Some(recorded_tx),
+                }),
+                // A generic client has no registry entry: nothing to wait for.
+                None => drop(recorded_tx.send(())),
+            }
         },
     );
     if let Some(previous) = &attached.previous {
@@ -188,9 +197,18 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
     admitted.subscriptions = attached.subscriptions;
     admitted.persistent = attached.persistent;
     let resumed = attached.resumed;
-    let discarded = attached.discarded;
+    let discarded = attached.discarded.is_some();
+    if let Some(old) = &attached.discarded {
+        broker.forget_queued(old);
+    }
 
     let offline = || {
+        broker.events.emit(
+            ClientEventKind::Disconnected,
+            &admitted.client_id,
+            admitted.device.as_ref(),
+            peer.ip(),
+        );
         if let Some(device) = &admitted.device {
             broker.record_status(StatusEvent {
                 device: device.clone(),
@@ -325,7 +343,12 @@ async fn session_start(
             .get_or_create(&crate::metrics::Reason::of("expired"))
             .inc();
     }
-    *persistent.queued() = queued.len();
+    let before = std::mem::replace(&mut *persistent.queued(), queued.len());
+    let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    broker
+        .metrics
+        .queued
+        .inc_by(to_i64(queued.len()) - to_i64(before));
     Ok(queued
         .into_iter()
         .map(|(seq, message)| (seq, Arc::new(message)))
@@ -385,7 +408,7 @@ fn publish_will(broker: &Arc<Broker>, client_id: &Arc<str>, connection_id: u64, 
         let message = Arc::new(message);
         tracing::info!(%client_id, topic = %message.topic, "publishing the will message");
         let stored = if message.retain {
-            broker.retained().set(&message).await
+            broker.retain(&message).await
         } else {
             Ok(())
         };

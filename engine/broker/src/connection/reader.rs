@@ -396,7 +396,7 @@ async fn publish(
     });
     // A retained message is on disk before it is acknowledged, like a queued one.
     if message.retain {
-        broker.retained().set(&message).await?;
+        broker.retain(&message).await?;
     }
     broker.route(&message).await?;
     Ok(ack(None))

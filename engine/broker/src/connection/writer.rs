@@ -31,6 +31,16 @@ struct InFlight {
     by_id: HashMap<u16, Option<u64>>,
 }
 
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Whatever was unacknowledged is no longer in flight on this connection.
+        self.broker
+            .metrics
+            .in_flight
+            .dec_by(i64::try_from(self.in_flight.by_id.len()).unwrap_or(i64::MAX));
+    }
+}
+
 impl InFlight {
     fn allocate(&mut self, seq: Option<u64>) -> Option<NonZeroU16> {
         for _ in 0..u16::MAX {
@@ -167,8 +177,15 @@ impl Writer {
         let packet = match command {
             ToWriter::Packet(p) => Some(p),
             ToWriter::Acked(id) | ToWriter::Completed(id) => {
-                if let Some(Some(seq)) = self.in_flight.by_id.remove(&id.get()) {
-                    self.acked(seq).await;
+                match self.in_flight.by_id.remove(&id.get()) {
+                    Some(Some(seq)) => {
+                        self.broker.metrics.in_flight.dec();
+                        self.acked(seq).await;
+                    }
+                    Some(None) => {
+                        self.broker.metrics.in_flight.dec();
+                    }
+                    None => {}
                 }
                 None
             }
@@ -254,7 +271,10 @@ impl Writer {
         };
         {
             let mut queued = persistent.queued();
-            *queued = queued.saturating_sub(1);
+            if *queued > 0 {
+                *queued -= 1;
+                self.broker.metrics.queued.dec();
+            }
         }
         if let Err(err) = self.broker.sessions().dequeue(client_id, seq).await {
             // It stays queued and is delivered again at the next connect.
@@ -273,6 +293,9 @@ impl Writer {
             QoS::AtMostOnce => None,
             _ => self.in_flight.allocate(seq),
         };
+        if packet_id.is_some() {
+            self.broker.metrics.in_flight.inc();
+        }
         let publish = rmqtt_codec::types::Publish {
             dup: false,
             retain,
