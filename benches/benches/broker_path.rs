@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use bytestring::ByteString;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use eddy_broker::Router;
+use eddy_broker::{Router, SubOptions};
 use eddy_core::{QoS, Topic, TopicFilter};
 use rmqtt_codec::types::{Publish, QoS as WireQoS};
 use rmqtt_codec::v3;
@@ -41,7 +41,7 @@ fn broker_path(c: &mut Criterion) {
         for d in 0..devices {
             let client: Arc<str> = Arc::from(format!("ABCDE12345dev{d}"));
             let filter = TopicFilter::parse(&format!("ABCDE12345/dev{d}/data")).unwrap();
-            router.subscribe(&client, &filter, QoS::AtMostOnce);
+            router.subscribe(&client, &filter, SubOptions::qos(QoS::AtMostOnce));
         }
         let mut codec = v3::Codec::new(64 * 1024);
         let mut wire = BytesMut::new();

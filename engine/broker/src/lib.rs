@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use directory::{DeviceDirectory, DeviceEntry, DirectoryError};
 pub use metrics::BrokerMetrics;
-pub use router::Router;
+pub use router::{Delivery, Router, SubOptions};
 pub use settings::BrokerSettings;
 
 use crate::connection::ToWriter;
@@ -308,8 +308,8 @@ impl Broker {
     /// may acknowledge it; an error means it is not, and must not be acknowledged.
     pub async fn route(&self, message: &Arc<Message>) -> Result<(), QueueError> {
         self.metrics.messages_in.inc();
-        let subscribers = self.router.subscribers(&message.topic);
-        self.route_to(message, subscribers.into_iter()).await?;
+        let deliveries = self.router.deliveries(&message.topic, &message.publisher);
+        self.route_to(message, deliveries.into_iter()).await?;
         Ok(())
     }
 
@@ -317,14 +317,14 @@ impl Broker {
     pub(crate) async fn route_to(
         &self,
         message: &Arc<Message>,
-        subscribers: impl Iterator<Item = (Arc<str>, QoS)>,
+        deliveries: impl Iterator<Item = (Arc<str>, Delivery)>,
     ) -> Result<Routed, QueueError> {
         let mut routed = Routed::default();
         let mut batch = Batch::new();
         let mut handovers = Vec::new();
-        for (client, sub_qos) in subscribers {
+        for (client, delivery) in deliveries {
             // A subscription's QoS was capped when granted (devices: at most 1).
-            let qos = message.qos.min(sub_qos);
+            let qos = message.qos.min(delivery.qos);
             let Some(Target {
                 mailbox,
                 persistent,
@@ -341,7 +341,7 @@ impl Broker {
             };
             routed.queued += usize::from(seq.is_some());
             match mailbox {
-                Some(mailbox) => handovers.push((mailbox, qos, seq)),
+                Some(mailbox) => handovers.push((mailbox, qos, seq, delivery)),
                 None if seq.is_none() => self.dropped("no_connection"),
                 None => {}
             }
@@ -353,8 +353,15 @@ impl Broker {
         } else {
             Some(self.sessions.log().start(batch, Durability::Sync).await?)
         };
-        for (mailbox, qos, seq) in handovers {
-            if self.hand_over(&mailbox, message.clone(), qos, seq).await {
+        for (mailbox, qos, seq, delivery) in handovers {
+            let deliver = ToWriter::Deliver {
+                message: message.clone(),
+                qos,
+                seq,
+                retain: message.retain && delivery.retain_as_published,
+                subscription_ids: delivery.ids,
+            };
+            if self.hand_over(&mailbox, deliver).await {
                 routed.live += 1;
             } else if seq.is_none() {
                 self.dropped("no_connection");
@@ -394,24 +401,10 @@ impl Broker {
             .inc();
     }
 
-    /// Puts a message in a connection's mailbox, waiting for room; false when the
-    /// connection is gone. `seq` names its entry in the session's durable queue.
-    async fn hand_over(
-        &self,
-        mailbox: &mpsc::Sender<ToWriter>,
-        message: Arc<Message>,
-        qos: QoS,
-        seq: Option<u64>,
-    ) -> bool {
-        let sent = mailbox
-            .send(ToWriter::Deliver {
-                message,
-                qos,
-                seq,
-                retain: false,
-            })
-            .await
-            .is_ok();
+    /// Puts a delivery in a connection's mailbox, waiting for room; false when the
+    /// connection is gone.
+    async fn hand_over(&self, mailbox: &mpsc::Sender<ToWriter>, deliver: ToWriter) -> bool {
+        let sent = mailbox.send(deliver).await.is_ok();
         if sent {
             self.metrics.messages_out.inc();
         }
@@ -425,11 +418,10 @@ impl Broker {
         let Some(target) = self.router.target(&client_id) else {
             return DownlinkOutcome::DeviceOffline;
         };
-        let Some(sub_qos) = self
+        let Some(delivery) = self
             .router
-            .subscribers(&message.topic)
-            .get(&client_id)
-            .copied()
+            .deliveries(&message.topic, &message.publisher)
+            .remove(&client_id)
         else {
             return if target.mailbox.is_some() {
                 DownlinkOutcome::NoSubscription
@@ -439,7 +431,7 @@ impl Broker {
         };
         let message = Arc::new(message);
         match self
-            .route_to(&message, std::iter::once((client_id.clone(), sub_qos)))
+            .route_to(&message, std::iter::once((client_id.clone(), delivery)))
             .await
         {
             Ok(routed) if routed.live > 0 => DownlinkOutcome::Delivered,

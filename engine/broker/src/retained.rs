@@ -118,6 +118,7 @@ mod tests {
             retain: true,
             publisher: "p".into(),
             received_at_ms: 1,
+            properties: None,
         })
     }
 

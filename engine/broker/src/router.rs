@@ -6,6 +6,7 @@
 //! (back-pressure on the publisher) rather than dropping.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
@@ -15,18 +16,71 @@ use tokio::sync::{mpsc, oneshot};
 use crate::connection::ToWriter;
 use crate::session::Persistent;
 
+/// How one subscription wants its messages (MQTT 5 subscription options; MQTT 3
+/// subscriptions have only the QoS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubOptions {
+    pub qos: QoS,
+    /// Not the subscriber's own messages.
+    pub no_local: bool,
+    /// Keep the RETAIN flag the message was published with.
+    pub retain_as_published: bool,
+    /// The Subscription Identifier to send with each message.
+    pub id: Option<NonZeroU32>,
+}
+
+impl SubOptions {
+    pub fn qos(qos: QoS) -> Self {
+        Self {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            id: None,
+        }
+    }
+}
+
+/// How a message goes to one subscriber, all its matching subscriptions merged: the
+/// highest QoS, RETAIN kept if any asks for it, every subscription identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub qos: QoS,
+    pub retain_as_published: bool,
+    pub ids: Vec<NonZeroU32>,
+}
+
+impl Delivery {
+    fn merge(&mut self, options: &SubOptions) {
+        self.qos = self.qos.max(options.qos);
+        self.retain_as_published |= options.retain_as_published;
+        if let Some(id) = options.id
+            && !self.ids.contains(&id)
+        {
+            self.ids.push(id);
+        }
+    }
+
+    fn of(options: &SubOptions) -> Self {
+        Self {
+            qos: options.qos,
+            retain_as_published: options.retain_as_published,
+            ids: options.id.into_iter().collect(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Node {
     children: HashMap<String, Node>,
     plus: Option<Box<Node>>,
     /// Subscribers of `…/#` at this level.
-    hash: HashMap<Arc<str>, QoS>,
+    hash: HashMap<Arc<str>, SubOptions>,
     /// Subscribers of exactly this level.
-    here: HashMap<Arc<str>, QoS>,
+    here: HashMap<Arc<str>, SubOptions>,
 }
 
 impl Node {
-    fn insert(&mut self, mut levels: std::str::Split<'_, char>, client: Arc<str>, qos: QoS) {
+    fn insert(&mut self, mut levels: std::str::Split<'_, char>, client: Arc<str>, qos: SubOptions) {
         match levels.next() {
             None => {
                 self.here.insert(client, qos);
@@ -76,11 +130,26 @@ impl Node {
             && self.here.is_empty()
     }
 
-    fn collect(&self, levels: &[&str], first: bool, out: &mut HashMap<Arc<str>, QoS>) {
-        let mut add = |subs: &HashMap<Arc<str>, QoS>| {
-            for (client, qos) in subs {
-                let entry = out.entry(client.clone()).or_insert(*qos);
-                *entry = (*entry).max(*qos);
+    /// Adds the subscribers matching `levels` to `out`, leaving out no-local
+    /// subscriptions of `publisher`.
+    fn collect(
+        &self,
+        levels: &[&str],
+        first: bool,
+        publisher: &str,
+        out: &mut HashMap<Arc<str>, Delivery>,
+    ) {
+        let mut add = |subs: &HashMap<Arc<str>, SubOptions>| {
+            for (client, options) in subs {
+                if options.no_local && &**client == publisher {
+                    continue;
+                }
+                match out.get_mut(client) {
+                    Some(delivery) => delivery.merge(options),
+                    None => {
+                        out.insert(client.clone(), Delivery::of(options));
+                    }
+                }
             }
         };
         // `$` topics are not matched by a wildcard in the first level.
@@ -93,20 +162,20 @@ impl Node {
             return;
         };
         if let Some(child) = self.children.get(*level) {
-            child.collect(rest, false, out);
+            child.collect(rest, false, publisher, out);
         }
         if !system && let Some(plus) = &self.plus {
-            plus.collect(rest, false, out);
+            plus.collect(rest, false, publisher, out);
         }
     }
 }
 
-/// The filters a session subscribed to, with their QoS.
+/// The filters a session subscribed to, with their options.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Subscriptions(Arc<Mutex<HashMap<TopicFilter, QoS>>>);
+pub(crate) struct Subscriptions(Arc<Mutex<HashMap<TopicFilter, SubOptions>>>);
 
 impl Subscriptions {
-    pub fn insert(&self, filter: TopicFilter, qos: QoS) {
+    pub fn insert(&self, filter: TopicFilter, qos: SubOptions) {
         lock(&self.0).insert(filter, qos);
     }
 
@@ -123,13 +192,13 @@ impl Subscriptions {
     }
 
     /// The subscriptions, in filter order (as stored with a persistent session).
-    pub fn snapshot(&self) -> Vec<(TopicFilter, QoS)> {
+    pub fn snapshot(&self) -> Vec<(TopicFilter, SubOptions)> {
         let mut all: Vec<_> = lock(&self.0).iter().map(|(f, q)| (f.clone(), *q)).collect();
         all.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         all
     }
 
-    fn take(&self) -> HashMap<TopicFilter, QoS> {
+    fn take(&self) -> HashMap<TopicFilter, SubOptions> {
         std::mem::take(&mut *lock(&self.0))
     }
 }
@@ -189,7 +258,7 @@ pub(crate) enum Detached {
 /// matching the filter goes to one of them, in turn, preferring connected ones.
 #[derive(Debug, Default)]
 struct Share {
-    members: Vec<(Arc<str>, QoS)>,
+    members: Vec<(Arc<str>, SubOptions)>,
     next: usize,
 }
 
@@ -224,7 +293,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Router {
     /// Subscribes `client` to `filter` (a `$share/{group}/{filter}` joins that share;
     /// a malformed one is ignored: callers check with [`split_share`] first).
-    pub fn subscribe(&self, client: &Arc<str>, filter: &TopicFilter, qos: QoS) {
+    pub fn subscribe(&self, client: &Arc<str>, filter: &TopicFilter, qos: SubOptions) {
         match split_share(filter.as_str()) {
             None => {
                 let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
@@ -244,7 +313,7 @@ impl Router {
                         .shared_tree
                         .write()
                         .unwrap_or_else(PoisonError::into_inner);
-                    tree.insert(inner.levels(), name, QoS::AtMostOnce);
+                    tree.insert(inner.levels(), name, SubOptions::qos(QoS::AtMostOnce));
                 }
             }
         }
@@ -275,20 +344,28 @@ impl Router {
         }
     }
 
-    /// Every subscriber of `topic`, each once, with the highest QoS it subscribed with;
-    /// for each matching shared subscription, one of its members.
+    /// Every subscriber of `topic`, each once, with the highest QoS it subscribed with.
     pub fn subscribers(&self, topic: &Topic) -> HashMap<Arc<str>, QoS> {
+        self.deliveries(topic, "")
+            .into_iter()
+            .map(|(client, delivery)| (client, delivery.qos))
+            .collect()
+    }
+
+    /// How a message from `publisher` on `topic` goes to each subscriber; for each
+    /// matching shared subscription, to one of its members.
+    pub fn deliveries(&self, topic: &Topic, publisher: &str) -> HashMap<Arc<str>, Delivery> {
         let levels: Vec<&str> = topic.levels().collect();
         let mut out = HashMap::new();
         self.tree
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .collect(&levels, true, &mut out);
+            .collect(&levels, true, publisher, &mut out);
         let mut matched = HashMap::new();
         self.shared_tree
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .collect(&levels, true, &mut matched);
+            .collect(&levels, true, "", &mut matched);
         if !matched.is_empty() {
             let sessions = lock(&self.sessions);
             let connected =
@@ -308,9 +385,13 @@ impl Router {
                     .map(|i| (start + i) % n)
                     .find(|&i| connected(&share.members[i].0))
                     .unwrap_or(start);
-                let (client, qos) = &share.members[pick];
-                let entry = out.entry(client.clone()).or_insert(*qos);
-                *entry = (*entry).max(*qos);
+                let (client, options) = &share.members[pick];
+                match out.get_mut(client) {
+                    Some(delivery) => delivery.merge(options),
+                    None => {
+                        out.insert(client.clone(), Delivery::of(options));
+                    }
+                }
             }
         }
         out
@@ -416,7 +497,7 @@ impl Router {
     pub(crate) fn restore(
         &self,
         client: Arc<str>,
-        subscriptions: Vec<(TopicFilter, QoS)>,
+        subscriptions: Vec<(TopicFilter, SubOptions)>,
         persistent: Arc<Persistent>,
     ) {
         let subs = Subscriptions::default();
@@ -511,10 +592,10 @@ mod tests {
         let a: Arc<str> = Arc::from("a");
         let b: Arc<str> = Arc::from("b");
         let f = |s: &str| TopicFilter::parse(s).unwrap();
-        r.subscribe(&a, &f("p/d/+"), QoS::AtMostOnce);
-        r.subscribe(&a, &f("p/d/event"), QoS::AtLeastOnce);
-        r.subscribe(&b, &f("p/#"), QoS::AtMostOnce);
-        r.subscribe(&b, &f("#"), QoS::AtMostOnce);
+        r.subscribe(&a, &f("p/d/+"), SubOptions::qos(QoS::AtMostOnce));
+        r.subscribe(&a, &f("p/d/event"), SubOptions::qos(QoS::AtLeastOnce));
+        r.subscribe(&b, &f("p/#"), SubOptions::qos(QoS::AtMostOnce));
+        r.subscribe(&b, &f("#"), SubOptions::qos(QoS::AtMostOnce));
         assert_eq!(
             subs(&r, "p/d/event"),
             [
@@ -524,7 +605,7 @@ mod tests {
         );
         assert_eq!(subs(&r, "p"), [("b".into(), QoS::AtMostOnce)]);
         assert_eq!(subs(&r, "$sys/p"), []);
-        r.subscribe(&a, &f("$sys/+"), QoS::AtMostOnce);
+        r.subscribe(&a, &f("$sys/+"), SubOptions::qos(QoS::AtMostOnce));
         assert_eq!(subs(&r, "$sys/p"), [("a".into(), QoS::AtMostOnce)]);
         r.unsubscribe("b", &f("p/#"));
         r.unsubscribe("b", &f("#"));
@@ -543,9 +624,9 @@ mod tests {
         let r = Router::default();
         let f = |s: &str| TopicFilter::parse(s).unwrap();
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
-        r.subscribe(&a, &f("$share/g/s/+"), QoS::AtLeastOnce);
-        r.subscribe(&b, &f("$share/g/s/+"), QoS::AtLeastOnce);
-        r.subscribe(&b, &f("s/#"), QoS::AtMostOnce);
+        r.subscribe(&a, &f("$share/g/s/+"), SubOptions::qos(QoS::AtLeastOnce));
+        r.subscribe(&b, &f("$share/g/s/+"), SubOptions::qos(QoS::AtLeastOnce));
+        r.subscribe(&b, &f("s/#"), SubOptions::qos(QoS::AtMostOnce));
         let mut got_a = 0;
         for _ in 0..10 {
             let subs = subs(&r, "s/x");

@@ -5,58 +5,13 @@
 // Test code: a failed expectation panics with its context.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use eddy_broker::clients::{AclAction, AclRule, ClientRules, ClientsSettings, Permission};
+use common::{STEP, open_broker};
 use eddy_broker::events::{ClientEvent, ClientEventKind};
-use eddy_broker::{Broker, BrokerSettings, DeviceDirectory, DeviceEntry, DirectoryError};
-use eddy_core::DeviceId;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
-
-const STEP: Duration = Duration::from_secs(60);
-
-/// A registry with no devices.
-#[derive(Debug)]
-struct NoDevices;
-
-#[async_trait::async_trait]
-impl DeviceDirectory for NoDevices {
-    async fn device(&self, _: &DeviceId) -> Result<Option<DeviceEntry>, DirectoryError> {
-        Ok(None)
-    }
-    async fn device_online(&self, _: &DeviceId, _: &str) -> Result<(), DirectoryError> {
-        Ok(())
-    }
-    async fn device_offline(&self, _: &DeviceId) -> Result<(), DirectoryError> {
-        Ok(())
-    }
-}
-
-/// A broker admitting anonymous clients to every topic, listening on 127.0.0.1.
-async fn open_broker(dir: &std::path::Path) -> (Arc<Broker>, std::net::SocketAddr) {
-    let rules = ClientRules::new(ClientsSettings {
-        enabled: true,
-        anonymous: true,
-        acl: vec![AclRule {
-            permission: Permission::Allow,
-            action: AclAction::All,
-            username: None,
-            client_id: None,
-            topics: vec!["#".into()],
-        }],
-        ..ClientsSettings::default()
-    })
-    .unwrap();
-    let log = eddy_queue::Log::open(dir).unwrap();
-    let broker = Broker::new(BrokerSettings::default(), Arc::new(NoDevices), rules, &log)
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(broker.clone().serve(listener, std::future::pending()));
-    (broker, addr)
-}
 
 async fn next_event(events: &mut tokio::sync::broadcast::Receiver<ClientEvent>) -> ClientEvent {
     tokio::time::timeout(STEP, events.recv())

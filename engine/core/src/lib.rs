@@ -48,7 +48,7 @@ pub mod topic_class;
 pub use credential::{EncryptionType, RegisterType};
 pub use downlink::{Downlink, DownlinkOutcome};
 pub use ids::{DeviceId, DeviceName, IdError, ProductId, ProductName};
-pub use message::{Message, QoS};
+pub use message::{Message, MessageProperties, QoS};
 pub use secret::SecretString;
 pub use topic::{Topic, TopicError, TopicFilter};
 pub use topic_class::{Privilege, TopicClass};

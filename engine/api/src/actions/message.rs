@@ -78,6 +78,7 @@ pub(super) async fn publish(state: &ApiState, p: &Params) -> Result<Map<String, 
         retain: false,
         publisher: "$api".to_owned(),
         received_at_ms: unix_now_ms(),
+        properties: None,
     };
     let id = eddy_core::DeviceId::new(device.product_id, device.name);
     match downlink.send_to_device(&id, message).await {

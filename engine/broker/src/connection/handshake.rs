@@ -56,6 +56,8 @@ struct RawWill {
     qos: rmqtt_codec::types::QoS,
     retain: bool,
     delay_secs: u32,
+    /// MQTT 5 will properties, forwarded like a PUBLISH's.
+    properties: Option<v5::PublishProperties>,
 }
 
 pub(super) async fn handshake(
@@ -110,6 +112,7 @@ pub(super) async fn handshake(
                 qos: w.qos,
                 retain: w.retain,
                 delay_secs: 0,
+                properties: None,
             }),
         },
         Some(Ok((MqttPacket::V5(v5::Packet::Connect(c)), _))) => Connect {
@@ -126,6 +129,15 @@ pub(super) async fn handshake(
                 qos: w.qos,
                 retain: w.retain,
                 delay_secs: w.will_delay_interval_sec.unwrap_or(0),
+                properties: Some(v5::PublishProperties {
+                    correlation_data: w.correlation_data,
+                    message_expiry_interval: w.message_expiry_interval,
+                    content_type: w.content_type,
+                    user_properties: w.user_properties,
+                    is_utf8_payload: w.is_utf8_payload.unwrap_or(false),
+                    response_topic: w.response_topic,
+                    ..Default::default()
+                }),
             }),
         },
         Some(Ok(_)) => return Err(ConnectionError::Protocol("expected a CONNECT".into())),
@@ -378,7 +390,9 @@ fn check_will(
             retain: raw.retain,
             publisher: connect.client_id.clone(),
             received_at_ms: 0,
+            properties: None,
         },
+        properties: raw.properties.clone(),
         delay: std::time::Duration::from_secs(u64::from(raw.delay_secs)),
     }))
 }

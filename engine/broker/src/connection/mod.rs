@@ -7,6 +7,7 @@
 //! two apart means two clients publishing to each other can never deadlock.
 
 mod handshake;
+mod properties;
 mod reader;
 mod writer;
 
@@ -51,8 +52,11 @@ pub(crate) enum ToWriter {
         message: Arc<Message>,
         qos: QoS,
         seq: Option<u64>,
-        /// Sent with RETAIN = 1: a retained message for a new subscription.
+        /// Sent with RETAIN = 1: a retained message for a new subscription, or one
+        /// published retained to a retain-as-published subscription.
         retain: bool,
+        /// MQTT 5 Subscription Identifiers of the matching subscriptions.
+        subscription_ids: Vec<std::num::NonZeroU32>,
     },
     /// The client acknowledged QoS 1 delivery `packet_id` (PUBACK).
     Acked(NonZeroU16),
@@ -142,6 +146,8 @@ impl Permissions {
 pub(super) struct Will {
     pub(super) message: Message,
     pub(super) delay: Duration,
+    /// Its MQTT 5 properties; the expiry interval runs from when it is published.
+    pub(super) properties: Option<v5::PublishProperties>,
 }
 
 async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Admitted) {
@@ -239,6 +245,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
                 .as_ref()
                 .map(|p| u32::try_from(p.expiry.as_secs()).unwrap_or(u32::MAX)),
             max_packet_size: Some(broker.settings.max_packet_bytes()),
+            topic_alias_max: properties::TOPIC_ALIAS_MAX,
             max_qos: wire_qos(admitted.max_qos),
             retain_available: true,
             wildcard_subscription_available: true,
@@ -405,6 +412,10 @@ fn publish_will(broker: &Arc<Broker>, client_id: &Arc<str>, connection_id: u64, 
         }
         let mut message = will.message;
         message.received_at_ms = eddy_core::time::unix_now_ms();
+        message.properties = will
+            .properties
+            .as_ref()
+            .and_then(|p| properties::message_properties(p, message.received_at_ms));
         let message = Arc::new(message);
         tracing::info!(%client_id, topic = %message.topic, "publishing the will message");
         let stored = if message.retain {

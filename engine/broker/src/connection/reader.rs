@@ -1,7 +1,7 @@
 //! The reader task: inbound packets, the topic ACL, routing, the replies.
 
 use std::collections::HashSet;
-use std::num::NonZeroU16;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,26 +17,24 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::Broker;
 use crate::metrics::Reason;
+use crate::router::SubOptions;
 use crate::settings::RateLimit;
 
+use super::properties::{TopicAliases, message_properties};
 use super::{Admitted, Io, ToWriter, core_qos};
 
 /// Decoded, protocol-neutral inbound packets.
 enum Inbound {
-    Publish {
-        topic: ByteString,
-        payload: Bytes,
-        qos: WireQoS,
-        retain: bool,
-        packet_id: Option<NonZeroU16>,
-    },
+    Publish(Box<rmqtt_codec::types::Publish>),
     PubAck(NonZeroU16),
     PubRec(NonZeroU16),
     PubRel(NonZeroU16),
     PubComp(NonZeroU16),
     Subscribe {
         packet_id: NonZeroU16,
-        filters: Vec<(ByteString, WireQoS)>,
+        /// MQTT 5 Subscription Identifier.
+        id: Option<NonZeroU32>,
+        filters: Vec<(ByteString, v5::SubscriptionOptions)>,
     },
     Unsubscribe {
         packet_id: NonZeroU16,
@@ -49,20 +47,14 @@ enum Inbound {
 }
 
 /// Both protocol versions decode PUBLISH into the same type.
-fn publish_in(p: rmqtt_codec::types::Publish) -> Inbound {
-    Inbound::Publish {
-        topic: p.topic,
-        payload: p.payload,
-        qos: p.qos,
-        retain: p.retain,
-        packet_id: p.packet_id,
-    }
+fn publish_in(p: Box<rmqtt_codec::types::Publish>) -> Inbound {
+    Inbound::Publish(p)
 }
 
 fn inbound(packet: MqttPacket) -> Inbound {
     match packet {
         MqttPacket::V3(p) => match p {
-            v3::Packet::Publish(p) => publish_in(*p),
+            v3::Packet::Publish(p) => publish_in(p),
             v3::Packet::PublishAck { packet_id } => Inbound::PubAck(packet_id),
             v3::Packet::PublishReceived { packet_id } => Inbound::PubRec(packet_id),
             v3::Packet::PublishRelease { packet_id } => Inbound::PubRel(packet_id),
@@ -72,7 +64,19 @@ fn inbound(packet: MqttPacket) -> Inbound {
                 topic_filters,
             } => Inbound::Subscribe {
                 packet_id,
-                filters: topic_filters,
+                id: None,
+                filters: topic_filters
+                    .into_iter()
+                    .map(|(f, qos)| {
+                        (
+                            f,
+                            v5::SubscriptionOptions {
+                                qos,
+                                ..Default::default()
+                            },
+                        )
+                    })
+                    .collect(),
             },
             v3::Packet::Unsubscribe {
                 packet_id,
@@ -86,18 +90,15 @@ fn inbound(packet: MqttPacket) -> Inbound {
             _ => Inbound::Other("unexpected packet"),
         },
         MqttPacket::V5(p) => match p {
-            v5::Packet::Publish(p) => publish_in(*p),
+            v5::Packet::Publish(p) => publish_in(p),
             v5::Packet::PublishAck(a) => Inbound::PubAck(a.packet_id),
             v5::Packet::PublishReceived(a) => Inbound::PubRec(a.packet_id),
             v5::Packet::PublishRelease(a) => Inbound::PubRel(a.packet_id),
             v5::Packet::PublishComplete(a) => Inbound::PubComp(a.packet_id),
             v5::Packet::Subscribe(s) => Inbound::Subscribe {
                 packet_id: s.packet_id,
-                filters: s
-                    .topic_filters
-                    .into_iter()
-                    .map(|(f, o)| (f, o.qos))
-                    .collect(),
+                id: s.id,
+                filters: s.topic_filters,
             },
             v5::Packet::Unsubscribe(u) => Inbound::Unsubscribe {
                 packet_id: u.packet_id,
@@ -135,6 +136,7 @@ pub(super) async fn read_loop(
     // QoS 2 PUBLISHes routed and answered with PUBREC, awaiting their PUBREL: a resent
     // PUBLISH with one of these ids is not routed again (exactly once).
     let mut received_qos2: HashSet<u16> = HashSet::new();
+    let mut aliases = TopicAliases::default();
     loop {
         let next = async {
             match idle_limit {
@@ -159,13 +161,25 @@ pub(super) async fn read_loop(
             Some(Some(Ok((packet, _)))) => packet,
         };
         let reply = match inbound(packet) {
-            Inbound::Publish {
-                topic,
-                payload,
-                qos,
-                retain,
-                packet_id,
-            } => {
+            Inbound::Publish(p) => {
+                let rmqtt_codec::types::Publish {
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                    packet_id,
+                    properties,
+                    ..
+                } = *p;
+                let topic = match aliases
+                    .resolve(topic, properties.as_ref().and_then(|p| p.topic_alias))
+                {
+                    Ok(topic) => topic,
+                    Err(reason) => {
+                        tracing::info!(client_id = %client.client_id, ?reason, "bad topic alias: closing");
+                        return Some(reason);
+                    }
+                };
                 // A topic name with wildcards or U+0000 (or empty, with no v5 alias) breaks
                 // the protocol: the connection is closed (MQTT 3.1.1 §4.7.3, MQTT 5 0x90).
                 let Ok(topic) = Topic::parse(&topic) else {
@@ -202,8 +216,11 @@ pub(super) async fn read_loop(
                 } else {
                     None
                 };
+                let properties = properties
+                    .as_ref()
+                    .and_then(|p| message_properties(p, unix_now_ms()));
                 match publish(
-                    broker, client, topic, payload, qos, retain, packet_id, refusal,
+                    broker, client, topic, payload, qos, retain, packet_id, refusal, properties,
                 )
                 .await
                 {
@@ -239,8 +256,12 @@ pub(super) async fn read_loop(
                 let known = received_qos2.remove(&id.get());
                 Some(publish_complete(client.v5, id, known))
             }
-            Inbound::Subscribe { packet_id, filters } => {
-                let (reply, granted) = subscribe(broker, client, packet_id, &filters);
+            Inbound::Subscribe {
+                packet_id,
+                id,
+                filters,
+            } => {
+                let (reply, granted) = subscribe(broker, client, packet_id, id, &filters);
                 // A persistent session's subscriptions are on disk before the SUBACK.
                 if let Err(err) = save_subscriptions(broker, client).await {
                     tracing::error!(error = %err, client_id = %client.client_id, "saving the session's subscriptions failed: closing");
@@ -252,12 +273,13 @@ pub(super) async fn read_loop(
                 // Then the retained messages each new subscription matches.
                 for (filter, granted) in granted {
                     for message in broker.retained().matching(&filter) {
-                        let qos = message.qos.min(granted);
+                        let qos = message.qos.min(granted.qos);
                         let deliver = ToWriter::Deliver {
                             message,
                             qos,
                             seq: None,
                             retain: true,
+                            subscription_ids: granted.id.into_iter().collect(),
                         };
                         if mailbox.send(deliver).await.is_err() {
                             return None;
@@ -340,6 +362,7 @@ async fn publish(
     retain: bool,
     packet_id: Option<NonZeroU16>,
     refusal: Option<Refused>,
+    properties: Option<Arc<eddy_core::MessageProperties>>,
 ) -> Result<Option<MqttPacket>, eddy_queue::QueueError> {
     // PUBACK for QoS 1, PUBREC for QoS 2; MQTT 5 carries the refusal as its reason code.
     // MQTT 3 has none: the PUBLISH is acknowledged so the client does not resend it
@@ -393,6 +416,7 @@ async fn publish(
         retain,
         publisher: client.client_id.to_string(),
         received_at_ms: unix_now_ms(),
+        properties,
     });
     // A retained message is on disk before it is acknowledged, like a queued one.
     if message.retain {
@@ -428,11 +452,14 @@ fn subscribe(
     broker: &Broker,
     client: &Admitted,
     packet_id: NonZeroU16,
-    filters: &[(ByteString, WireQoS)],
-) -> (MqttPacket, Vec<(TopicFilter, eddy_core::QoS)>) {
+    id: Option<NonZeroU32>,
+    filters: &[(ByteString, v5::SubscriptionOptions)],
+) -> (MqttPacket, Vec<(TopicFilter, SubOptions)>) {
     let mut granted = Vec::with_capacity(filters.len());
     let mut new = Vec::new();
-    for (raw, qos) in filters {
+    // Tencent's topic and subscription limits are for devices.
+    let device = client.device.is_some();
+    for (raw, options) in filters {
         let filter = TopicFilter::parse(raw).ok().filter(|f| {
             // A shared subscription is judged by the filter it shares.
             let own = match crate::router::split_share(f.as_str()) {
@@ -440,22 +467,34 @@ fn subscribe(
                 Some(inner) => inner.ok(),
             };
             own.is_some_and(|own| {
-                within_topic_limits(&broker.settings, own.as_str())
+                (!device || within_topic_limits(&broker.settings, own.as_str()))
                     && client.permissions.may_subscribe(&own)
-            }) && (client.subscriptions.contains(f)
+            }) && (!device
+                || client.subscriptions.contains(f)
                 || client.subscriptions.len() < broker.settings.device_max_subscriptions)
         });
         // Devices get at most QoS 1.
-        let qos = (*qos).min(super::wire_qos(client.max_qos));
+        let qos = options.qos.min(super::wire_qos(client.max_qos));
         match filter {
             Some(filter) => {
-                broker
-                    .router
-                    .subscribe(&client.client_id, &filter, core_qos(qos));
-                client.subscriptions.insert(filter.clone(), core_qos(qos));
-                // Shared subscriptions get no retained messages (MQTT 5 §4.8.2).
-                if crate::router::split_share(filter.as_str()).is_none() {
-                    new.push((filter, core_qos(qos)));
+                let sub = SubOptions {
+                    qos: core_qos(qos),
+                    no_local: options.no_local,
+                    retain_as_published: options.retain_as_published,
+                    id,
+                };
+                let existed = client.subscriptions.contains(&filter);
+                broker.router.subscribe(&client.client_id, &filter, sub);
+                client.subscriptions.insert(filter.clone(), sub);
+                // Retained messages follow, as the subscription's Retain Handling says;
+                // shared subscriptions get none (MQTT 5 §4.8.2).
+                let wants_retained = match options.retain_handling {
+                    v5::RetainHandling::AtSubscribe => true,
+                    v5::RetainHandling::AtSubscribeNew => !existed,
+                    v5::RetainHandling::NoAtSubscribe => false,
+                };
+                if wants_retained && crate::router::split_share(filter.as_str()).is_none() {
+                    new.push((filter, sub));
                 }
                 granted.push(Some(qos));
             }

@@ -17,6 +17,7 @@ use futures::stream::SplitSink;
 use rmqtt_codec::{MqttPacket, v3, v5};
 use tokio::sync::mpsc;
 
+use super::properties::publish_properties;
 use super::{Io, ToWriter, wire_qos};
 use crate::Broker;
 use crate::metrics::Reason;
@@ -164,7 +165,9 @@ impl Writer {
             let Some(Waiting { message, qos, seq }) = self.waiting.pop_front() else {
                 break;
             };
-            let packet = self.publish(&message, qos, Some(seq), false);
+            let Some(packet) = self.publish(&message, qos, Some(seq), false, &[]).await else {
+                continue;
+            };
             if self.sink.feed(packet).await.is_err() {
                 return false;
             }
@@ -233,7 +236,11 @@ impl Writer {
                 qos,
                 seq,
                 retain,
-            } => Some(self.publish(&message, qos, seq, retain)),
+                subscription_ids,
+            } => {
+                self.publish(&message, qos, seq, retain, &subscription_ids)
+                    .await
+            }
             ToWriter::Close(reason) => {
                 if self.v5
                     && let Some(reason_code) = reason
@@ -282,13 +289,28 @@ impl Writer {
         }
     }
 
-    fn publish(
+    /// The PUBLISH for a delivery; `None` when the message has expired (MQTT 5 Message
+    /// Expiry Interval), which also takes it out of the session's queue.
+    async fn publish(
         &mut self,
         message: &Message,
         qos: QoS,
         seq: Option<u64>,
         retain: bool,
-    ) -> MqttPacket {
+        subscription_ids: &[std::num::NonZeroU32],
+    ) -> Option<MqttPacket> {
+        let now_ms = eddy_core::time::unix_now_ms();
+        if message.expired(now_ms) {
+            self.broker
+                .metrics
+                .dropped
+                .get_or_create(&Reason::of("expired"))
+                .inc();
+            if let Some(seq) = seq {
+                self.acked(seq).await;
+            }
+            return None;
+        }
         let packet_id = match qos {
             QoS::AtMostOnce => None,
             _ => self.in_flight.allocate(seq),
@@ -307,12 +329,14 @@ impl Writer {
             topic: ByteString::from(message.topic.as_str()),
             packet_id,
             payload: message.payload.clone(),
-            properties: self.v5.then(v5::PublishProperties::default),
+            properties: self
+                .v5
+                .then(|| publish_properties(message, subscription_ids, now_ms)),
         };
-        if self.v5 {
+        Some(if self.v5 {
             MqttPacket::V5(v5::Packet::Publish(Box::new(publish)))
         } else {
             MqttPacket::V3(v3::Packet::Publish(Box::new(publish)))
-        }
+        })
     }
 }

@@ -7,18 +7,31 @@
 //! startup.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use eddy_core::{Message, QoS, Topic, TopicFilter};
+use eddy_core::{Message, MessageProperties, QoS, Topic, TopicFilter};
 use eddy_queue::{Batch, Durability, Log, QueueError, Table};
 use serde::{Deserialize, Serialize};
+
+use crate::router::SubOptions;
+
+/// A subscription as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSubscription {
+    filter: String,
+    qos: u8,
+    no_local: bool,
+    retain_as_published: bool,
+    id: Option<u32>,
+}
 
 /// A session record as stored.
 #[derive(Debug, Serialize, Deserialize)]
 struct SessionRecord {
-    /// (filter, QoS) pairs.
-    subscriptions: Vec<(String, u8)>,
+    subscriptions: Vec<StoredSubscription>,
     expiry_secs: u64,
     /// When its last connection ended (Unix ms); `None` while connected, or after a crash.
     offline_since_ms: Option<i64>,
@@ -33,6 +46,18 @@ struct StoredMessage {
     retain: bool,
     publisher: String,
     received_at_ms: i64,
+    properties: Option<StoredProperties>,
+}
+
+/// MQTT 5 properties as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredProperties {
+    content_type: Option<String>,
+    response_topic: Option<String>,
+    correlation_data: Option<Vec<u8>>,
+    user_properties: Vec<(String, String)>,
+    payload_is_utf8: bool,
+    expires_at_ms: Option<i64>,
 }
 
 /// `message` as stored, with `qos` in place of its own.
@@ -44,6 +69,14 @@ pub(crate) fn encode_message(message: &Message, qos: QoS) -> Vec<u8> {
         retain: message.retain,
         publisher: message.publisher.clone(),
         received_at_ms: message.received_at_ms,
+        properties: message.properties.as_deref().map(|p| StoredProperties {
+            content_type: p.content_type.clone(),
+            response_topic: p.response_topic.clone(),
+            correlation_data: p.correlation_data.as_ref().map(|d| d.to_vec()),
+            user_properties: p.user_properties.clone(),
+            payload_is_utf8: p.payload_is_utf8,
+            expires_at_ms: p.expires_at_ms,
+        }),
     };
     // Encoding plain strings, bytes and integers into a Vec cannot fail.
     postcard::to_allocvec(&stored).unwrap_or_default()
@@ -59,6 +92,16 @@ pub(crate) fn decode_message(bytes: &[u8]) -> Option<Message> {
         retain: m.retain,
         publisher: m.publisher,
         received_at_ms: m.received_at_ms,
+        properties: m.properties.map(|p| {
+            Arc::new(MessageProperties {
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data.map(Bytes::from),
+                user_properties: p.user_properties,
+                payload_is_utf8: p.payload_is_utf8,
+                expires_at_ms: p.expires_at_ms,
+            })
+        }),
     })
 }
 
@@ -66,7 +109,7 @@ pub(crate) fn decode_message(bytes: &[u8]) -> Option<Message> {
 #[derive(Debug)]
 pub(crate) struct RestoredSession {
     pub client_id: String,
-    pub subscriptions: Vec<(TopicFilter, QoS)>,
+    pub subscriptions: Vec<(TopicFilter, SubOptions)>,
     pub expiry_secs: u64,
     pub offline_since_ms: Option<i64>,
     pub queued: usize,
@@ -138,8 +181,16 @@ impl SessionStore {
             let subscriptions = record
                 .subscriptions
                 .iter()
-                .filter_map(|(filter, qos)| {
-                    Some((TopicFilter::parse(filter).ok()?, QoS::from_u8(*qos)?))
+                .filter_map(|s| {
+                    Some((
+                        TopicFilter::parse(&s.filter).ok()?,
+                        SubOptions {
+                            qos: QoS::from_u8(s.qos)?,
+                            no_local: s.no_local,
+                            retain_as_published: s.retain_as_published,
+                            id: s.id.and_then(NonZeroU32::new),
+                        },
+                    ))
                 })
                 .collect();
             restored.push(RestoredSession {
@@ -186,7 +237,7 @@ impl SessionStore {
     pub async fn save(
         &self,
         client_id: &str,
-        subscriptions: &[(TopicFilter, QoS)],
+        subscriptions: &[(TopicFilter, SubOptions)],
         expiry_secs: u64,
         offline_since_ms: Option<i64>,
         durability: Durability,
@@ -194,7 +245,13 @@ impl SessionStore {
         let record = SessionRecord {
             subscriptions: subscriptions
                 .iter()
-                .map(|(f, q)| (f.as_str().to_owned(), *q as u8))
+                .map(|(f, o)| StoredSubscription {
+                    filter: f.as_str().to_owned(),
+                    qos: o.qos as u8,
+                    no_local: o.no_local,
+                    retain_as_published: o.retain_as_published,
+                    id: o.id.map(NonZeroU32::get),
+                })
                 .collect(),
             expiry_secs,
             offline_since_ms,
@@ -297,6 +354,7 @@ mod tests {
             retain: false,
             publisher: "p".into(),
             received_at_ms: at,
+            properties: None,
         }
     }
 
@@ -311,7 +369,7 @@ mod tests {
             store
                 .save(
                     "c1",
-                    &[(filter, QoS::AtLeastOnce)],
+                    &[(filter, SubOptions::qos(QoS::AtLeastOnce))],
                     60,
                     None,
                     Durability::Sync,

@@ -1,0 +1,338 @@
+//! MQTT 5 for generic clients, with rumqttc's v5 client: subscription options (no-local,
+//! retain-as-published, retain handling, identifiers), forwarded PUBLISH properties,
+//! inbound topic aliases, message expiry, will delay.
+
+// Test code: a failed expectation panics with its context.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{STEP, open_broker};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{
+    Filter, LastWill, LastWillProperties, Packet, Publish, PublishProperties, RetainForwardRule,
+    SubscribeProperties,
+};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+
+fn options(addr: SocketAddr, id: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(60));
+    o
+}
+
+async fn next_packet(events: &mut EventLoop) -> Packet {
+    loop {
+        match tokio::time::timeout(STEP, events.poll())
+            .await
+            .expect("in time")
+        {
+            Ok(Event::Incoming(packet)) => return packet,
+            Ok(Event::Outgoing(_)) => {}
+            Err(err) => panic!("connection failed: {err:?}"),
+        }
+    }
+}
+
+async fn connect(options: MqttOptions) -> (AsyncClient, EventLoop) {
+    let (client, mut events) = AsyncClient::new(options, 64);
+    match next_packet(&mut events).await {
+        Packet::ConnAck(_) => (client, events),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// Polls until the next PUBLISH, skipping acks.
+async fn next_publish(events: &mut EventLoop) -> Publish {
+    loop {
+        match next_packet(events).await {
+            Packet::Publish(p) => return p,
+            Packet::SubAck(_) | Packet::PubAck(_) | Packet::PingResp(_) => {}
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+}
+
+/// Polls until a SUBACK (or PUBACK, for `what`).
+async fn until_ack(events: &mut EventLoop, suback: bool) {
+    loop {
+        match next_packet(events).await {
+            Packet::SubAck(_) if suback => return,
+            Packet::PubAck(_) if !suback => return,
+            Packet::Publish(p) => panic!("unexpected PUBLISH {p:?}"),
+            _ => {}
+        }
+    }
+}
+
+fn filter(path: &str, nolocal: bool, rap: bool, rule: RetainForwardRule) -> Filter {
+    let mut f = Filter::new(path, QoS::AtLeastOnce);
+    f.nolocal = nolocal;
+    f.preserve_retain = rap;
+    f.retain_forward_rule = rule;
+    f
+}
+
+#[tokio::test]
+async fn subscription_options_and_forwarded_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, addr) = open_broker(dir.path()).await;
+    let (me, mut me_events) = connect(options(addr, "me")).await;
+    let (other, mut other_events) = connect(options(addr, "other")).await;
+    me.subscribe_with_properties(
+        "t/#",
+        QoS::AtLeastOnce,
+        SubscribeProperties {
+            id: Some(7),
+            user_properties: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    until_ack(&mut me_events, true).await;
+    // Again with options, replacing it: no-local and retain-as-published.
+    me.subscribe_many_with_properties(
+        [filter(
+            "t/#",
+            true,
+            true,
+            RetainForwardRule::OnEverySubscribe,
+        )],
+        SubscribeProperties {
+            id: Some(7),
+            user_properties: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    until_ack(&mut me_events, true).await;
+    // No-local too, so that "other" never sees its own messages here.
+    other
+        .subscribe_many([filter("t/#", true, false, RetainForwardRule::Never)])
+        .await
+        .unwrap();
+    until_ack(&mut other_events, true).await;
+
+    let properties = PublishProperties {
+        content_type: Some("text/plain".into()),
+        response_topic: Some("r/1".into()),
+        correlation_data: Some(Bytes::from_static(b"c1")),
+        user_properties: vec![("k".into(), "v".into())],
+        message_expiry_interval: Some(100),
+        payload_format_indicator: Some(1),
+        ..Default::default()
+    };
+    me.publish_with_properties("t/a", QoS::AtLeastOnce, true, "hello", properties)
+        .await
+        .unwrap();
+    until_ack(&mut me_events, false).await;
+    let got = next_publish(&mut other_events).await;
+    assert_eq!(
+        (&got.topic[..], &got.payload[..]),
+        (&b"t/a"[..], &b"hello"[..])
+    );
+    assert!(!got.retain, "no retain-as-published: RETAIN cleared");
+    let p = got.properties.unwrap();
+    assert_eq!(p.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(p.response_topic.as_deref(), Some("r/1"));
+    assert_eq!(p.correlation_data.as_deref(), Some(&b"c1"[..]));
+    assert_eq!(p.user_properties, [("k".to_owned(), "v".to_owned())]);
+    assert_eq!(p.payload_format_indicator, Some(1));
+    let left = p.message_expiry_interval.unwrap();
+    assert!((1..=100).contains(&left), "{left}");
+    assert!(p.subscription_identifiers.is_empty());
+
+    // No-local: "me" did not get its own message; the first it gets is other's, with
+    // its subscription identifier, and RETAIN kept (retain-as-published).
+    other
+        .publish("t/b", QoS::AtLeastOnce, true, "from other")
+        .await
+        .unwrap();
+    until_ack(&mut other_events, false).await;
+    let got = next_publish(&mut me_events).await;
+    assert_eq!(&got.topic[..], b"t/b");
+    assert!(got.retain);
+    assert_eq!(got.properties.unwrap().subscription_identifiers, [7]);
+
+    // Retain handling: 2 sends nothing, 1 only for a new subscription, 0 always.
+    let (late, mut late_events) = connect(options(addr, "late")).await;
+    late.subscribe_many([filter("t/#", false, false, RetainForwardRule::Never)])
+        .await
+        .unwrap();
+    until_ack(&mut late_events, true).await;
+    late.subscribe_many([filter(
+        "t/a",
+        false,
+        false,
+        RetainForwardRule::OnNewSubscribe,
+    )])
+    .await
+    .unwrap();
+    let got = next_publish(&mut late_events).await;
+    assert_eq!((&got.topic[..], got.retain), (&b"t/a"[..], true));
+    late.subscribe_many([filter(
+        "t/a",
+        false,
+        false,
+        RetainForwardRule::OnNewSubscribe,
+    )])
+    .await
+    .unwrap();
+    until_ack(&mut late_events, true).await;
+    late.subscribe_many([filter(
+        "t/b",
+        false,
+        false,
+        RetainForwardRule::OnEverySubscribe,
+    )])
+    .await
+    .unwrap();
+    let got = next_publish(&mut late_events).await;
+    assert_eq!(
+        &got.topic[..],
+        b"t/b",
+        "nothing for the repeated OnNewSubscribe"
+    );
+}
+
+#[tokio::test]
+async fn topic_aliases_and_message_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, addr) = open_broker(dir.path()).await;
+    let (sub, mut sub_events) = connect(options(addr, "sub")).await;
+    sub.subscribe("x/#", QoS::AtLeastOnce).await.unwrap();
+    until_ack(&mut sub_events, true).await;
+
+    let (alias, mut alias_events) = connect(options(addr, "alias")).await;
+    let with_alias = |a| PublishProperties {
+        topic_alias: Some(a),
+        ..Default::default()
+    };
+    alias
+        .publish_with_properties("x/1", QoS::AtLeastOnce, false, "set", with_alias(3))
+        .await
+        .unwrap();
+    until_ack(&mut alias_events, false).await;
+    alias
+        .publish_with_properties("", QoS::AtLeastOnce, false, "used", with_alias(3))
+        .await
+        .unwrap();
+    until_ack(&mut alias_events, false).await;
+    for payload in ["set", "used"] {
+        let got = next_publish(&mut sub_events).await;
+        assert_eq!(
+            (&got.topic[..], &got.payload[..]),
+            (&b"x/1"[..], payload.as_bytes())
+        );
+    }
+    // An alias over the CONNACK's Topic Alias Maximum ends the connection (0x94).
+    alias
+        .publish_with_properties("x/2", QoS::AtLeastOnce, false, "bad", with_alias(1000))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(STEP, alias_events.poll())
+            .await
+            .unwrap()
+        {
+            Ok(Event::Incoming(Packet::Disconnect(d))) => {
+                assert_eq!(
+                    d.reason_code,
+                    rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::TopicAliasInvalid
+                );
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+
+    // A persistent session away while a message with a one-second expiry ages out.
+    let mut keep = options(addr, "keeper");
+    keep.set_clean_start(false);
+    keep.set_session_expiry_interval(Some(300));
+    let (keeper, mut keeper_events) = connect(keep.clone()).await;
+    keeper.subscribe("x/q/#", QoS::AtLeastOnce).await.unwrap();
+    until_ack(&mut keeper_events, true).await;
+    keeper.disconnect().await.unwrap();
+    while keeper_events.poll().await.is_ok() {}
+    let (publisher, mut pub_events) = connect(options(addr, "pub")).await;
+    let expiring = PublishProperties {
+        message_expiry_interval: Some(1),
+        ..Default::default()
+    };
+    publisher
+        .publish_with_properties("x/q/1", QoS::AtLeastOnce, false, "gone", expiring)
+        .await
+        .unwrap();
+    until_ack(&mut pub_events, false).await;
+    publisher
+        .publish("x/q/2", QoS::AtLeastOnce, false, "kept")
+        .await
+        .unwrap();
+    until_ack(&mut pub_events, false).await;
+    // Not synchronisation: the expiry is a span of real time that has to pass.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_keeper, mut keeper_events) = connect(keep).await;
+    let got = next_publish(&mut keeper_events).await;
+    assert_eq!(
+        &got.payload[..],
+        b"kept",
+        "the expired message was not delivered"
+    );
+}
+
+#[tokio::test]
+async fn a_will_waits_for_its_delay_and_a_quick_return_cancels_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, addr) = open_broker(dir.path()).await;
+    let (watcher, mut watch_events) = connect(options(addr, "watcher")).await;
+    watcher.subscribe("w/#", QoS::AtLeastOnce).await.unwrap();
+    until_ack(&mut watch_events, true).await;
+
+    let will = |topic: &str| {
+        LastWill::new(
+            topic,
+            "bye",
+            QoS::AtLeastOnce,
+            false,
+            Some(LastWillProperties {
+                delay_interval: Some(1),
+                payload_format_indicator: None,
+                message_expiry_interval: None,
+                content_type: None,
+                response_topic: None,
+                correlation_data: None,
+                user_properties: Vec::new(),
+            }),
+        )
+    };
+    // Comes back within the delay: the will is discarded.
+    let mut back = options(addr, "back");
+    back.set_last_will(will("w/back"));
+    back.set_clean_start(false);
+    back.set_session_expiry_interval(Some(60));
+    let (first, first_events) = connect(back.clone()).await;
+    drop((first, first_events));
+    let (_again, _again_events) = connect(back).await;
+    // Gone for good: the will follows after its delay.
+    let mut gone = options(addr, "gone");
+    gone.set_last_will(will("w/gone"));
+    let (c, e) = connect(gone).await;
+    drop((c, e));
+    let got = next_publish(&mut watch_events).await;
+    assert_eq!(&got.topic[..], b"w/gone");
+    // By now the delay of "back"'s will has passed too (both were one second, and
+    // "back" dropped first): a marker proves nothing else came.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watcher
+        .publish("w/marker", QoS::AtLeastOnce, false, "m")
+        .await
+        .unwrap();
+    let got = next_publish(&mut watch_events).await;
+    assert_eq!(&got.topic[..], b"w/marker");
+}
