@@ -106,14 +106,16 @@ pub fn session_client(
     AsyncClient::new(options, 64)
 }
 
-/// Polls until the next packet from the broker (skipping outgoing events).
+/// Polls until the next packet from the broker (skipping outgoing events and keepalive
+/// pings, which do not extend the [`STEP`] deadline).
 pub async fn next_incoming(eventloop: &mut EventLoop) -> Result<Packet, ConnectionError> {
+    let deadline = tokio::time::Instant::now() + STEP;
     loop {
-        match tokio::time::timeout(STEP, eventloop.poll()).await {
-            Err(_) => panic!("no MQTT event within {STEP:?}"),
+        match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+            Err(_) => panic!("no MQTT packet within {STEP:?}"),
             Ok(Err(err)) => return Err(err),
+            Ok(Ok(Event::Incoming(Packet::PingResp) | Event::Outgoing(_))) => {}
             Ok(Ok(Event::Incoming(packet))) => return Ok(packet),
-            Ok(Ok(Event::Outgoing(_))) => {}
         }
     }
 }

@@ -336,3 +336,58 @@ async fn a_will_waits_for_its_delay_and_a_quick_return_cancels_it() {
     let got = next_publish(&mut watch_events).await;
     assert_eq!(&got.topic[..], b"w/marker");
 }
+
+#[tokio::test]
+async fn receive_maximum_and_maximum_packet_size_are_respected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, addr) = open_broker(dir.path()).await;
+    let mut slow = options(addr, "slow");
+    slow.set_receive_maximum(Some(2));
+    slow.set_max_packet_size(Some(200));
+    slow.set_manual_acks(true);
+    let (sub, mut sub_events) = connect(slow).await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await.unwrap();
+    until_ack(&mut sub_events, true).await;
+
+    let (publisher, mut pub_events) = connect(options(addr, "fast")).await;
+    publisher
+        .publish("s/big", QoS::AtLeastOnce, false, vec![b'x'; 500])
+        .await
+        .unwrap();
+    until_ack(&mut pub_events, false).await;
+    for i in 0..5 {
+        publisher
+            .publish(format!("s/{i}"), QoS::AtLeastOnce, false, "m")
+            .await
+            .unwrap();
+        until_ack(&mut pub_events, false).await;
+    }
+    // QoS 0 is outside the window: it overtakes the three QoS 1 messages held back.
+    publisher
+        .publish("s/marker", QoS::AtMostOnce, false, "m")
+        .await
+        .unwrap();
+    // (A QoS 1 PUBLISH after it, to nobody, so that the client's event loop sends both.)
+    publisher
+        .publish("nobody", QoS::AtLeastOnce, false, "")
+        .await
+        .unwrap();
+    until_ack(&mut pub_events, false).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(next_publish(&mut sub_events).await);
+    }
+    let topics: Vec<&[u8]> = got.iter().map(|p| &p.topic[..]).collect();
+    assert_eq!(
+        topics,
+        [&b"s/0"[..], b"s/1", b"s/marker"],
+        "the 500-byte message exceeds the client's maximum packet size; two in flight at most"
+    );
+    // Each ack opens the window for one more.
+    for (ack, next) in [(0, "s/2"), (1, "s/3")] {
+        sub.ack(&got[ack]).await.unwrap();
+        let p = next_publish(&mut sub_events).await;
+        assert_eq!(&p.topic[..], next.as_bytes());
+        got.push(p);
+    }
+}

@@ -47,6 +47,10 @@ struct Connect {
     /// How long the session should outlive the connection (MQTT 3: forever unless clean).
     session_expiry_secs: u32,
     will: Option<RawWill>,
+    /// MQTT 5 Receive Maximum: QoS 1/2 deliveries it accepts unacknowledged.
+    receive_max: u16,
+    /// MQTT 5 Maximum Packet Size it accepts.
+    max_packet_size: Option<u32>,
 }
 
 /// A will as the CONNECT carried it, before it is checked.
@@ -114,6 +118,8 @@ pub(super) async fn handshake(
                 delay_secs: 0,
                 properties: None,
             }),
+            receive_max: u16::MAX,
+            max_packet_size: None,
         },
         Some(Ok((MqttPacket::V5(v5::Packet::Connect(c)), _))) => Connect {
             v5: true,
@@ -139,6 +145,8 @@ pub(super) async fn handshake(
                     ..Default::default()
                 }),
             }),
+            receive_max: c.receive_max.map_or(u16::MAX, std::num::NonZeroU16::get),
+            max_packet_size: c.max_packet_size.map(std::num::NonZeroU32::get),
         },
         Some(Ok(_)) => return Err(ConnectionError::Protocol("expected a CONNECT".into())),
         Some(Err(err)) => return Err(ConnectionError::Decode(format!("{err:?}"))),
@@ -188,6 +196,8 @@ pub(super) async fn handshake(
                 subscriptions: Subscriptions::default(),
                 persistent: None,
                 will,
+                receive_max: connect.receive_max,
+                max_packet_size: connect.max_packet_size,
             }))
         }
         Err(refusal) => {

@@ -117,6 +117,10 @@ pub(super) struct Admitted {
     pub(super) persistent: Option<Arc<Persistent>>,
     /// Published if the connection ends without a normal DISCONNECT.
     pub(super) will: Option<Will>,
+    /// The client's MQTT 5 Receive Maximum (65,535 for MQTT 3).
+    pub(super) receive_max: u16,
+    /// The client's MQTT 5 Maximum Packet Size.
+    pub(super) max_packet_size: Option<u32>,
 }
 
 /// What an admitted client may publish and subscribe to.
@@ -278,8 +282,12 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         broker.clone(),
         sink,
         inbox,
-        admitted.v5,
-        admitted.device.is_some(),
+        writer::Peer {
+            v5: admitted.v5,
+            device: admitted.device.is_some(),
+            receive_max: admitted.receive_max,
+            max_packet_size: admitted.max_packet_size,
+        },
         session,
         replay,
     ));

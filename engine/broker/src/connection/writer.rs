@@ -7,8 +7,9 @@
 //! the queue's size bounds them).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::num::NonZeroU16;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytestring::ByteString;
 use eddy_core::{Message, QoS};
@@ -55,6 +56,25 @@ impl InFlight {
     }
 }
 
+/// An upper bound of a PUBLISH's encoded size: fixed header, topic, packet id,
+/// properties and payload.
+fn encoded_size(message: &Message, properties: Option<&v5::PublishProperties>) -> usize {
+    let props = properties.map_or(0, |p| {
+        let text = |s: &Option<ByteString>| s.as_ref().map_or(0, |s| 3 + s.len());
+        4 + text(&p.content_type)
+            + text(&p.response_topic)
+            + p.correlation_data.as_ref().map_or(0, |d| 3 + d.len())
+            + p.user_properties
+                .iter()
+                .map(|(k, v)| 5 + k.len() + v.len())
+                .sum::<usize>()
+            + 5 * p.subscription_ids.len()
+            + 5
+            + 2
+    });
+    5 + 2 + message.topic.as_str().len() + 2 + props + message.payload.len()
+}
+
 /// PUBREL for QoS 2 delivery `packet_id`.
 fn release(v5: bool, packet_id: NonZeroU16, known: bool) -> MqttPacket {
     if v5 {
@@ -73,11 +93,25 @@ fn release(v5: bool, packet_id: NonZeroU16, known: bool) -> MqttPacket {
     }
 }
 
-/// A durable delivery waiting for the device's rate to allow it.
+/// A QoS 1/2 delivery waiting for room in the client's Receive Maximum, or (durable
+/// ones) for the device's rate to allow it.
 struct Waiting {
     message: Arc<Message>,
     qos: QoS,
-    seq: u64,
+    seq: Option<u64>,
+    retain: bool,
+    subscription_ids: Vec<NonZeroU32>,
+}
+
+/// What the writer knows of its client.
+pub(super) struct Peer {
+    pub(super) v5: bool,
+    /// A Tencent device: its delivery rate applies.
+    pub(super) device: bool,
+    /// MQTT 5 Receive Maximum.
+    pub(super) receive_max: u16,
+    /// MQTT 5 Maximum Packet Size.
+    pub(super) max_packet_size: Option<u32>,
 }
 
 struct Writer {
@@ -87,8 +121,13 @@ struct Writer {
     session: Option<(Arc<str>, Arc<Persistent>)>,
     /// Tencent's delivery rate, for devices only.
     rate: Option<RateLimit>,
+    receive_max: usize,
+    max_packet_size: Option<u32>,
     in_flight: InFlight,
     waiting: VecDeque<Waiting>,
+    /// Most deliveries kept waiting; beyond it the oldest goes (a durable one stays in its
+    /// queue for the next connection).
+    waiting_max: usize,
     /// Queue entries sent from the queue at connect; a routed copy of one is skipped.
     replayed: HashSet<u64>,
 }
@@ -97,38 +136,54 @@ pub(super) async fn write_loop(
     broker: Arc<Broker>,
     sink: SplitSink<Io, MqttPacket>,
     mut inbox: mpsc::Receiver<ToWriter>,
-    v5: bool,
-    device: bool,
+    peer: Peer,
     session: Option<(Arc<str>, Arc<Persistent>)>,
     replay: Vec<(u64, Arc<Message>)>,
 ) {
     // Tencent limits what a device receives too: excess live deliveries are dropped and
     // counted; durable ones wait.
     let settings = &broker.settings;
-    let rate = device.then(|| RateLimit::new(settings.device_rate_per_sec, settings.device_burst));
+    let rate = peer
+        .device
+        .then(|| RateLimit::new(settings.device_rate_per_sec, settings.device_burst));
+    let waiting_max = settings
+        .outgoing_queue
+        .max(session.as_ref().map_or(0, |(_, p)| p.queue_max));
     let mut w = Writer {
         broker: broker.clone(),
         sink,
-        v5,
+        v5: peer.v5,
         session,
         rate,
+        receive_max: usize::from(peer.receive_max.max(1)),
+        max_packet_size: peer.max_packet_size,
         in_flight: InFlight::default(),
         waiting: VecDeque::new(),
+        waiting_max,
         replayed: replay.iter().map(|(seq, _)| *seq).collect(),
     };
     for (seq, message) in replay {
         // Stored with the QoS it is delivered at.
         let qos = message.qos;
-        w.waiting.push_back(Waiting { message, qos, seq });
+        w.waiting.push_back(Waiting {
+            message,
+            qos,
+            seq: Some(seq),
+            retain: false,
+            subscription_ids: Vec::new(),
+        });
     }
     loop {
         if !w.send_waiting().await {
             return;
         }
-        let wait = (!w.waiting.is_empty()).then(|| {
+        // Deliveries wait for an ack (room in the window: any command may bring one) or
+        // for the rate: then also for the next token.
+        let wait = (!w.waiting.is_empty() && w.window_open()).then(|| {
             w.rate
                 .as_ref()
-                .map_or_else(Default::default, RateLimit::wait)
+                .map_or(Duration::from_millis(1), RateLimit::wait)
+                .max(Duration::from_millis(1))
         });
         let first = tokio::select! {
             command = inbox.recv() => match command {
@@ -157,15 +212,23 @@ enum Step {
 }
 
 impl Writer {
-    /// Sends the waiting durable deliveries the rate allows now; false when the socket
-    /// is gone.
+    /// Whether the client's Receive Maximum allows one more QoS 1/2 delivery.
+    fn window_open(&self) -> bool {
+        self.in_flight.by_id.len() < self.receive_max
+    }
+
+    /// Sends the waiting deliveries the window and the rate allow now; false when the
+    /// socket is gone.
     async fn send_waiting(&mut self) -> bool {
         let mut sent = false;
-        while !self.waiting.is_empty() && self.allow() {
-            let Some(Waiting { message, qos, seq }) = self.waiting.pop_front() else {
+        while !self.waiting.is_empty() && self.window_open() && self.allow() {
+            let Some(w) = self.waiting.pop_front() else {
                 break;
             };
-            let Some(packet) = self.publish(&message, qos, Some(seq), false, &[]).await else {
+            let Some(packet) = self
+                .publish(&w.message, w.qos, w.seq, w.retain, &w.subscription_ids)
+                .await
+            else {
                 continue;
             };
             if self.sink.feed(packet).await.is_err() {
@@ -174,6 +237,25 @@ impl Writer {
             sent = true;
         }
         !sent || self.sink.flush().await.is_ok()
+    }
+
+    /// Parks a delivery until the window or the rate allows it.
+    fn park(&mut self, waiting: Waiting) {
+        self.waiting.push_back(waiting);
+        if self.waiting.len() > self.waiting_max
+            && let Some(oldest) = self.waiting.pop_front()
+            && oldest.seq.is_none()
+        {
+            self.dropped("overflow");
+        }
+    }
+
+    fn dropped(&self, reason: &'static str) {
+        self.broker
+            .metrics
+            .dropped
+            .get_or_create(&Reason::of(reason))
+            .inc();
     }
 
     async fn handle(&mut self, command: ToWriter) -> Step {
@@ -208,38 +290,40 @@ impl Writer {
             ToWriter::Deliver {
                 message,
                 qos,
-                seq: Some(seq),
-                ..
-            } if !self.waiting.is_empty() || !self.allow() => {
-                // Durable: wait for the rate, behind the others already waiting.
-                self.waiting.push_back(Waiting { message, qos, seq });
-                if let Some((_, persistent)) = &self.session
-                    && self.waiting.len() > persistent.queue_max
-                {
-                    // Still in the durable queue, if not dropped there: it comes again
-                    // at the next connect.
-                    self.waiting.pop_front();
-                }
-                None
-            }
-            ToWriter::Deliver { seq: None, .. } if !self.allow() => {
-                self.broker
-                    .metrics
-                    .dropped
-                    .get_or_create(&Reason::of("rate"))
-                    .inc();
-                tracing::debug!("delivery over the device's message rate: dropped");
-                None
-            }
-            ToWriter::Deliver {
-                message,
-                qos,
                 seq,
                 retain,
                 subscription_ids,
             } => {
-                self.publish(&message, qos, seq, retain, &subscription_ids)
+                let waiting = Waiting {
+                    message,
+                    qos,
+                    seq,
+                    retain,
+                    subscription_ids,
+                };
+                if qos > QoS::AtMostOnce && (!self.waiting.is_empty() || !self.window_open()) {
+                    // Behind the others, or over the client's Receive Maximum.
+                    self.park(waiting);
+                    None
+                } else if !self.allow() {
+                    if waiting.seq.is_some() {
+                        // Durable: it waits for the rate rather than being lost.
+                        self.park(waiting);
+                    } else {
+                        self.dropped("rate");
+                        tracing::debug!("delivery over the device's message rate: dropped");
+                    }
+                    None
+                } else {
+                    self.publish(
+                        &waiting.message,
+                        waiting.qos,
+                        waiting.seq,
+                        waiting.retain,
+                        &waiting.subscription_ids,
+                    )
                     .await
+                }
             }
             ToWriter::Close(reason) => {
                 if self.v5
@@ -297,15 +381,19 @@ impl Writer {
         qos: QoS,
         seq: Option<u64>,
         retain: bool,
-        subscription_ids: &[std::num::NonZeroU32],
+        subscription_ids: &[NonZeroU32],
     ) -> Option<MqttPacket> {
         let now_ms = eddy_core::time::unix_now_ms();
-        if message.expired(now_ms) {
-            self.broker
-                .metrics
-                .dropped
-                .get_or_create(&Reason::of("expired"))
-                .inc();
+        let properties = self
+            .v5
+            .then(|| publish_properties(message, subscription_ids, now_ms));
+        // An expired message, or one bigger than the client accepts (MQTT 5 §3.1.2.11.4),
+        // is discarded as if delivered.
+        let too_large = self.max_packet_size.is_some_and(|max| {
+            encoded_size(message, properties.as_ref()) > usize::try_from(max).unwrap_or(usize::MAX)
+        });
+        if message.expired(now_ms) || too_large {
+            self.dropped(if too_large { "too_large" } else { "expired" });
             if let Some(seq) = seq {
                 self.acked(seq).await;
             }
@@ -329,9 +417,7 @@ impl Writer {
             topic: ByteString::from(message.topic.as_str()),
             packet_id,
             payload: message.payload.clone(),
-            properties: self
-                .v5
-                .then(|| publish_properties(message, subscription_ids, now_ms)),
+            properties,
         };
         Some(if self.v5 {
             MqttPacket::V5(v5::Packet::Publish(Box::new(publish)))
