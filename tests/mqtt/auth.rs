@@ -223,3 +223,57 @@ async fn a_second_connection_kicks_the_first() {
         "the kicked connection does not mark the device offline"
     );
 }
+
+#[tokio::test]
+async fn disabling_resetting_or_deleting_a_device_ends_its_connection() {
+    let dir = workdir();
+    let hub = Hub::start_with(dir.path(), "", crate::NO_CONNECT_INTERVAL);
+    let api = hub.client();
+    let pid = create_product(&api, "fleet", "2").await;
+    let closed = |mut events: rumqttc::EventLoop| async move {
+        loop {
+            match next_incoming(&mut events).await {
+                Err(_) | Ok(Packet::Disconnect) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let actions = [
+        (
+            "UpdateDevicesEnableState",
+            json!({ "ProductId": pid, "DeviceNames": ["d0"], "Status": 0 }),
+        ),
+        (
+            "ResetDeviceState",
+            json!({ "ProductId": pid, "DeviceNames": ["d1"] }),
+        ),
+        (
+            "DeleteDevice",
+            json!({ "ProductId": pid, "DeviceName": "d2" }),
+        ),
+    ];
+    for (i, (action, params)) in actions.into_iter().enumerate() {
+        let name = format!("d{i}");
+        let psk = psk_of(&create_device(&api, &pid, &name).await);
+        let (_device, events) = connected(&hub, &fresh(&pid, &name, &psk)).await;
+        api.call(action, &params).await.unwrap();
+        // The broker closes the connection at once: no keepalive has to run out.
+        closed(events).await;
+    }
+    // A disabled device stays out.
+    let psk = psk_of(
+        &api.call(
+            "DescribeDevice",
+            &json!({ "ProductId": pid, "DeviceName": "d0" }),
+        )
+        .await
+        .unwrap(),
+    );
+    let (_c, mut events) = crate::client(&hub, &fresh(&pid, "d0", &psk));
+    match next_incoming(&mut events).await {
+        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, rumqttc::ConnectReturnCode::NotAuthorized);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -490,4 +490,11 @@ impl Downlink for Broker {
     async fn send_to_device(&self, device: &DeviceId, message: Message) -> DownlinkOutcome {
         self.deliver_to(device, message).await
     }
+
+    async fn disconnect_device(&self, device: &DeviceId) -> bool {
+        self.router.kick(
+            device.client_id().as_str(),
+            rmqtt_codec::v5::DisconnectReasonCode::AdministrativeAction,
+        )
+    }
 }

@@ -208,7 +208,8 @@ impl Subscriptions {
 pub(crate) struct ClientHandle {
     pub connection_id: u64,
     pub mailbox: mpsc::Sender<ToWriter>,
-    pub kick: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    /// Ends the connection, with the reason an MQTT 5 client is told.
+    pub kick: Arc<Mutex<Option<oneshot::Sender<rmqtt_codec::v5::DisconnectReasonCode>>>>,
 }
 
 /// A session: a connected client, or a persistent session waiting for its client.
@@ -553,6 +554,15 @@ impl Router {
             mailbox: s.connection.as_ref().map(|h| h.mailbox.clone()),
             persistent: s.persistent.clone(),
         })
+    }
+
+    /// Ends `client`'s live connection with `reason`; false when it has none.
+    pub(crate) fn kick(&self, client: &str, reason: rmqtt_codec::v5::DisconnectReasonCode) -> bool {
+        let kick = lock(&self.sessions)
+            .get(client)
+            .and_then(|s| s.connection.as_ref())
+            .and_then(|h| lock(&h.kick).take());
+        kick.is_some_and(|kick| kick.send(reason).is_ok())
     }
 
     /// The id of the connection that holds `client`'s session now, if any.

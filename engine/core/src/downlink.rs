@@ -23,4 +23,8 @@ pub enum DownlinkOutcome {
 pub trait Downlink: Send + Sync + std::fmt::Debug + 'static {
     /// Delivers `message` to `device` only (never to other subscribers of the topic).
     async fn send_to_device(&self, device: &DeviceId, message: Message) -> DownlinkOutcome;
+
+    /// Ends `device`'s live connection, if it has one (it was disabled, deleted or reset
+    /// by an administrator); returns whether it had one.
+    async fn disconnect_device(&self, device: &DeviceId) -> bool;
 }

@@ -7,6 +7,7 @@ use eddy_store::{DeviceFilter, DeviceRecord};
 use serde_json::{Map, Value, json};
 
 use super::{object, page};
+use crate::ApiState;
 use crate::error::ApiError;
 use crate::params::Params;
 
@@ -132,20 +133,37 @@ pub(super) async fn list(registry: &Registry, p: &Params) -> Result<Map<String, 
     })))
 }
 
-pub(super) async fn delete(
-    registry: &Registry,
-    p: &Params,
-) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn delete(state: &ApiState, p: &Params) -> Result<Map<String, Value>, ApiError> {
     let product_id = p.str("ProductId")?;
     let name = p.str("DeviceName")?;
     p.ignore(&["Skey"]);
     p.finish()?;
-    registry.delete_device(&product_id, &name).await?;
+    state.registry.delete_device(&product_id, &name).await?;
+    disconnect(state, &product_id, std::slice::from_ref(&name)).await;
     Ok(Map::new())
 }
 
+/// Ends the live connections of devices an administrator disabled, deleted or reset:
+/// their permission to be connected was checked at CONNECT only.
+async fn disconnect(state: &ApiState, product_id: &str, names: &[String]) {
+    let Some(downlink) = &state.downlink else {
+        return;
+    };
+    let Ok(product_id) = eddy_core::ProductId::parse(product_id) else {
+        return;
+    };
+    for name in names {
+        if let Ok(name) = eddy_core::DeviceName::parse(name) {
+            let device = eddy_core::DeviceId::new(product_id.clone(), name);
+            if downlink.disconnect_device(&device).await {
+                tracing::info!(%device, "disconnected by an administrator's change");
+            }
+        }
+    }
+}
+
 pub(super) async fn set_enable_state(
-    registry: &Registry,
+    state: &ApiState,
     p: &Params,
 ) -> Result<Map<String, Value>, ApiError> {
     let product_id = p.str("ProductId")?;
@@ -161,9 +179,13 @@ pub(super) async fn set_enable_state(
         }
     };
     p.finish()?;
-    registry
+    state
+        .registry
         .set_devices_enabled(&product_id, &names, enabled)
         .await?;
+    if !enabled {
+        disconnect(state, &product_id, &names).await;
+    }
     Ok(Map::new())
 }
 
@@ -180,13 +202,18 @@ pub(super) async fn update_psk(
 }
 
 pub(super) async fn reset_state(
-    registry: &Registry,
+    state: &ApiState,
     p: &Params,
 ) -> Result<Map<String, Value>, ApiError> {
     let product_id = p.str("ProductId")?;
     let names = p.str_list("DeviceNames")?;
     p.finish()?;
-    let outcomes = registry.reset_device_state(&product_id, &names).await?;
+    // A reset device starts from nothing: its connection goes first.
+    disconnect(state, &product_id, &names).await;
+    let outcomes = state
+        .registry
+        .reset_device_state(&product_id, &names)
+        .await?;
     let success_count = outcomes.iter().filter(|o| o.success).count();
     Ok(object(json!({
         "SuccessCount": success_count,

@@ -201,7 +201,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(kick) = kick {
-            let _ = kick.send(());
+            let _ = kick.send(v5::DisconnectReasonCode::SessionTakenOver);
         }
     }
     admitted.subscriptions = attached.subscriptions;

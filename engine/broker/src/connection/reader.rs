@@ -121,7 +121,7 @@ pub(super) async fn read_loop(
     broker: &Broker,
     mut stream: SplitStream<Io>,
     mailbox: &mpsc::Sender<ToWriter>,
-    mut kick: oneshot::Receiver<()>,
+    mut kick: oneshot::Receiver<v5::DisconnectReasonCode>,
     client: &Admitted,
     will_discarded: &mut bool,
 ) -> Option<v5::DisconnectReasonCode> {
@@ -145,7 +145,10 @@ pub(super) async fn read_loop(
             }
         };
         let item = tokio::select! {
-            _ = &mut kick => return Some(v5::DisconnectReasonCode::SessionTakenOver),
+            reason = &mut kick => {
+                tracing::info!(client_id = %client.client_id, ?reason, "connection ended by the hub");
+                return Some(reason.unwrap_or(v5::DisconnectReasonCode::SessionTakenOver));
+            }
             item = next => item,
         };
         let packet = match item {
