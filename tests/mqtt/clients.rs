@@ -16,7 +16,9 @@ const OPEN: &str = r#"
 [mqtt.clients]
 enabled = true
 anonymous = true
+"#;
 
+const OPEN_ACL: &str = r#"
 [[mqtt.clients.acl]]
 permission = "deny"
 action = "publish"
@@ -102,7 +104,7 @@ async fn acknowledged(events: &mut EventLoop) {
 #[tokio::test]
 async fn qos2_retained_and_the_acl_for_anonymous_clients() {
     let dir = workdir();
-    let hub = Hub::start_configured(dir.path(), "", OPEN, &[]);
+    let hub = Hub::start_configured(dir.path(), "", &format!("{OPEN}{OPEN_ACL}"), &[]);
 
     let (sub, mut sub_events, _) = connect(options(&hub, "sub", true)).await;
     subscribe(&sub, &mut sub_events, "open/#", QoS::ExactlyOnce).await;
@@ -199,7 +201,7 @@ async fn qos2_retained_and_the_acl_for_anonymous_clients() {
 #[tokio::test]
 async fn wills_and_shared_subscriptions() {
     let dir = workdir();
-    let hub = Hub::start_configured(dir.path(), "", OPEN, &[]);
+    let hub = Hub::start_configured(dir.path(), "", &format!("{OPEN}{OPEN_ACL}"), &[]);
     let (watcher, mut watch_events, _) = connect(options(&hub, "watcher", true)).await;
     subscribe(&watcher, &mut watch_events, "open/will/#", QoS::AtLeastOnce).await;
 
@@ -380,5 +382,76 @@ topics = ["data/#"]
             .await
             .unwrap();
         assert_eq!(&got.payload[..], i.to_string().as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn generic_client_limits_apply_when_configured() {
+    let dir = workdir();
+    let config = format!(
+        "{OPEN}max-packet-bytes = 200\nrate = 0.001\nburst = 2\nmax-subscriptions = 1\n\
+         connect-interval = \"1h\"\nmax-qos = 1\n{OPEN_ACL}"
+    );
+    let hub = Hub::start_configured(dir.path(), "", &config, &[]);
+
+    let (client, mut events, _) = connect(options(&hub, "limited", true)).await;
+    // One CONNECT per ClientId per hour.
+    let (_again, mut again_events) = AsyncClient::new(options(&hub, "limited", true), 8);
+    match next_incoming(&mut again_events).await {
+        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, ConnectReturnCode::ServiceUnavailable);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // QoS 2 is granted as 1; a second subscription is refused.
+    client
+        .subscribe_many([
+            rumqttc::SubscribeFilter::new("open/a".into(), QoS::ExactlyOnce),
+            rumqttc::SubscribeFilter::new("open/b".into(), QoS::AtMostOnce),
+        ])
+        .await
+        .unwrap();
+    match next_incoming(&mut events).await.unwrap() {
+        Packet::SubAck(ack) => assert_eq!(
+            ack.return_codes,
+            [
+                rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce),
+                rumqttc::SubscribeReasonCode::Failure
+            ]
+        ),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    // A burst of two, then the rate (one per 1000 s) refuses the third.
+    for i in 0..3 {
+        client
+            .publish("open/a", QoS::AtLeastOnce, false, format!("{i}"))
+            .await
+            .unwrap();
+    }
+    let mut received = Vec::new();
+    let mut acks = 0;
+    while acks < 3 || received.len() < 2 {
+        match next_incoming(&mut events).await.unwrap() {
+            Packet::PubAck(_) => acks += 1,
+            Packet::Publish(p) => received.push(p.payload),
+            _ => {}
+        }
+    }
+    assert_eq!(received, [&b"0"[..], &b"1"[..]]);
+    let metrics = crate::sessions::metrics(&hub).await;
+    assert!(
+        metrics.contains("eddy_mqtt_publish_refused_total{reason=\"rate\"} 1\n"),
+        "{metrics}"
+    );
+    // Over max-packet-bytes: the connection is closed.
+    client
+        .publish("open/a", QoS::AtMostOnce, false, vec![b'x'; 300])
+        .await
+        .unwrap();
+    loop {
+        match next_incoming(&mut events).await {
+            Err(_) | Ok(Packet::Disconnect) => break,
+            Ok(_) => {}
+        }
     }
 }

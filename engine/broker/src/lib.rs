@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use directory::{DeviceDirectory, DeviceEntry, DirectoryError};
 pub use metrics::BrokerMetrics;
 pub use router::{Delivery, Router, SubOptions};
-pub use settings::BrokerSettings;
+pub use settings::{BrokerSettings, ClientLimits};
 
 use crate::connection::ToWriter;
 use crate::metrics::Reason;
@@ -93,7 +93,7 @@ pub struct Broker {
     status: mpsc::UnboundedSender<StatusEvent>,
     status_inbox: Mutex<Option<mpsc::UnboundedReceiver<StatusEvent>>>,
     /// When each device last connected successfully (one entry per device ever seen).
-    last_connect: Mutex<std::collections::HashMap<DeviceId, std::time::Instant>>,
+    last_connect: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Failed authentications per source address: (count, start of the window).
     auth_failures: Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
 }
@@ -214,10 +214,9 @@ impl Broker {
         }
     }
 
-    /// Whether `device` may connect now (at most once per `device_connect_interval`);
-    /// records the attempt when it may.
-    pub(crate) fn connect_allowed(&self, device: &DeviceId) -> bool {
-        let interval = self.settings.device_connect_interval;
+    /// Whether `client_id` may connect now (at most once per `interval`); records the
+    /// attempt when it may.
+    pub(crate) fn connect_allowed(&self, client_id: &str, interval: std::time::Duration) -> bool {
         if interval.is_zero() {
             return true;
         }
@@ -227,12 +226,16 @@ impl Broker {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last
-            .get(device)
+            .get(client_id)
             .is_some_and(|at| now.duration_since(*at) < interval)
         {
             return false;
         }
-        last.insert(device.clone(), now);
+        // Forget connects too old to matter, so the table holds recent ClientIds only.
+        if last.len() > 65_536 {
+            last.retain(|_, at| now.duration_since(*at) < interval);
+        }
+        last.insert(client_id.to_owned(), now);
         true
     }
 

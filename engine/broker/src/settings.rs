@@ -37,6 +37,70 @@ pub struct BrokerSettings {
     pub offline_queue_max: usize,
     /// How long a queued message is kept (Tencent: 24 h).
     pub offline_message_ttl: Duration,
+    /// Limits for generic (open-broker) clients, all off by default so that a standard
+    /// MQTT client — or conformance suite — sees an ordinary broker.
+    pub clients: ClientLimits,
+}
+
+/// Limits for generic (open-broker) clients.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// Largest packet a generic client may send (its CONNECT is still read within the
+    /// device limit, `max_packet_bytes()`).
+    pub max_packet_bytes: u32,
+    /// Messages per second a client may publish, and receive, each; 0 is no limit.
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    /// Most subscriptions one client may hold; 0 is no limit.
+    pub max_subscriptions: usize,
+    /// Shortest time between two CONNECTs with one ClientId; zero is no limit.
+    pub connect_interval: Duration,
+    /// Highest QoS granted.
+    pub max_qos: eddy_core::QoS,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            max_packet_bytes: 1024 * 1024,
+            rate_per_sec: 0.0,
+            burst: 0,
+            max_subscriptions: 0,
+            connect_interval: Duration::ZERO,
+            max_qos: eddy_core::QoS::ExactlyOnce,
+        }
+    }
+}
+
+/// The limits that apply to one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Message rate up and down: (per second, burst).
+    pub rate: Option<(f64, u32)>,
+    pub max_subscriptions: Option<usize>,
+    /// Tencent's topic length and depth limits.
+    pub device_topics: bool,
+}
+
+impl BrokerSettings {
+    /// A Tencent device's limits.
+    pub(crate) fn device_limits(&self) -> Limits {
+        Limits {
+            rate: Some((self.device_rate_per_sec, self.device_burst)),
+            max_subscriptions: Some(self.device_max_subscriptions),
+            device_topics: true,
+        }
+    }
+
+    /// A generic client's limits.
+    pub(crate) fn client_limits(&self) -> Limits {
+        let c = &self.clients;
+        Limits {
+            rate: (c.rate_per_sec > 0.0).then_some((c.rate_per_sec, c.burst.max(1))),
+            max_subscriptions: (c.max_subscriptions > 0).then_some(c.max_subscriptions),
+            device_topics: false,
+        }
+    }
 }
 
 impl Default for BrokerSettings {
@@ -57,6 +121,7 @@ impl Default for BrokerSettings {
             session_expiry: Duration::from_secs(24 * 3600),
             offline_queue_max: 150,
             offline_message_ttl: Duration::from_secs(24 * 3600),
+            clients: ClientLimits::default(),
         }
     }
 }

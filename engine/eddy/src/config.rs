@@ -122,6 +122,19 @@ pub struct ClientsConfig {
     pub acl: Vec<AclRuleConfig>,
     /// The decision when no rule applies.
     pub acl_no_match: PermissionConfig,
+    /// Largest packet a generic client may send.
+    pub max_packet_bytes: u32,
+    /// Messages per second a client may publish, and receive, each; 0 is no limit.
+    pub rate: f64,
+    /// Messages at once before `rate` applies.
+    pub burst: u32,
+    /// Most subscriptions per client; 0 is no limit.
+    pub max_subscriptions: usize,
+    /// Shortest time between two CONNECTs with one ClientId; "0s" is no limit.
+    #[serde(with = "humantime_serde")]
+    pub connect_interval: Duration,
+    /// Highest QoS granted to generic clients (0, 1 or 2).
+    pub max_qos: u8,
 }
 
 /// One `[[mqtt.clients.users]]` entry.
@@ -266,6 +279,19 @@ impl MqttConfig {
             session_expiry: self.session_expiry,
             offline_queue_max: self.offline_queue_max,
             offline_message_ttl: self.offline_message_ttl,
+            clients: eddy_broker::ClientLimits {
+                max_packet_bytes: self.clients.max_packet_bytes,
+                rate_per_sec: self.clients.rate,
+                burst: self.clients.burst,
+                max_subscriptions: self.clients.max_subscriptions,
+                connect_interval: self.clients.connect_interval,
+                max_qos: eddy_core::QoS::from_u8(self.clients.max_qos).ok_or_else(|| {
+                    ConfigError(format!(
+                        "  - mqtt.clients.max-qos must be 0, 1 or 2, got {}",
+                        self.clients.max_qos
+                    ))
+                })?,
+            },
         })
     }
 }

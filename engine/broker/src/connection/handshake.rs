@@ -180,7 +180,22 @@ pub(super) async fn handshake(
                     return Ok(None);
                 }
             };
+            // A generic client's packets may be as large as its own limit allows.
+            if device.is_none() {
+                let max = broker.settings.clients.max_packet_bytes;
+                *io.codec_mut() = if connect.v5 {
+                    MqttCodec::V5(v5::Codec::new(max, max))
+                } else {
+                    MqttCodec::V3(v3::Codec::new(max))
+                };
+            }
+            let limits = if device.is_some() {
+                broker.settings.device_limits()
+            } else {
+                broker.settings.client_limits()
+            };
             Ok(Some(Admitted {
+                limits,
                 v5: connect.v5,
                 client_id: Arc::from(connect.client_id.as_str()),
                 device,
@@ -332,8 +347,12 @@ async fn authenticate(
         {
             return Err(Refusal::ClientId);
         }
+        let limits = &broker.settings.clients;
+        if !broker.connect_allowed(&connect.client_id, limits.connect_interval) {
+            return Err(Refusal::RateLimited);
+        }
         let permissions = Permissions::Client(clients.permissions(&identity));
-        return Ok((None, permissions, QoS::ExactlyOnce));
+        return Ok((None, permissions, limits.max_qos));
     }
     let device = DeviceId::from_client_id(&connect.client_id).map_err(|_| Refusal::ClientId)?;
     let entry = match broker.directory.device(&device).await {
@@ -366,7 +385,7 @@ async fn authenticate(
         AuthError::NotAuthorized(_) => Refusal::NotAuthorized,
     })?;
     // Tencent: one successful CONNECT per device per interval (5 s by default).
-    if !broker.connect_allowed(&device) {
+    if !broker.connect_allowed(&connect.client_id, broker.settings.device_connect_interval) {
         return Err(Refusal::RateLimited);
     }
     let permissions = DevicePermissions::for_device(&device, &entry.classes);

@@ -108,6 +108,8 @@ pub(super) struct Admitted {
     pub(super) keep_alive: u16,
     /// The highest QoS it may publish and be granted (devices: 1, Tencent has no QoS 2).
     pub(super) max_qos: QoS,
+    /// Its rate, subscription and topic limits.
+    pub(super) limits: crate::settings::Limits,
     pub(super) clean_start: bool,
     /// How long its session outlives the connection; zero for a clean session.
     pub(super) session_expiry: Duration,
@@ -248,7 +250,11 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
                 .persistent
                 .as_ref()
                 .map(|p| u32::try_from(p.expiry.as_secs()).unwrap_or(u32::MAX)),
-            max_packet_size: Some(broker.settings.max_packet_bytes()),
+            max_packet_size: Some(if admitted.device.is_some() {
+                broker.settings.max_packet_bytes()
+            } else {
+                broker.settings.clients.max_packet_bytes
+            }),
             topic_alias_max: properties::TOPIC_ALIAS_MAX,
             max_qos: wire_qos(admitted.max_qos),
             retain_available: true,
@@ -284,7 +290,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         inbox,
         writer::Peer {
             v5: admitted.v5,
-            device: admitted.device.is_some(),
+            rate: admitted.limits.rate,
             receive_max: admitted.receive_max,
             max_packet_size: admitted.max_packet_size,
         },

@@ -129,10 +129,10 @@ pub(super) async fn read_loop(
     let idle_limit =
         (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
     let settings = &broker.settings;
-    // Tencent's limits apply to devices only.
-    let device = client.device.is_some();
-    let mut publish_rate =
-        device.then(|| RateLimit::new(settings.device_rate_per_sec, settings.device_burst));
+    let mut publish_rate = client
+        .limits
+        .rate
+        .map(|(per_sec, burst)| RateLimit::new(per_sec, burst));
     // QoS 2 PUBLISHes routed and answered with PUBREC, awaiting their PUBREL: a resent
     // PUBLISH with one of these ids is not routed again (exactly once).
     let mut received_qos2: HashSet<u16> = HashSet::new();
@@ -212,7 +212,9 @@ pub(super) async fn read_loop(
                 }
                 let refusal = if !publish_rate.as_mut().is_none_or(RateLimit::allow) {
                     Some(Refused::Rate)
-                } else if device && !within_topic_limits(settings, topic.as_str()) {
+                } else if client.limits.device_topics
+                    && !within_topic_limits(settings, topic.as_str())
+                {
                     Some(Refused::TopicLimits)
                 } else if !client.permissions.may_publish(&topic) {
                     Some(Refused::Acl)
@@ -460,8 +462,7 @@ fn subscribe(
 ) -> (MqttPacket, Vec<(TopicFilter, SubOptions)>) {
     let mut granted = Vec::with_capacity(filters.len());
     let mut new = Vec::new();
-    // Tencent's topic and subscription limits are for devices.
-    let device = client.device.is_some();
+    let limits = client.limits;
     for (raw, options) in filters {
         let filter = TopicFilter::parse(raw).ok().filter(|f| {
             // A shared subscription is judged by the filter it shares.
@@ -470,11 +471,11 @@ fn subscribe(
                 Some(inner) => inner.ok(),
             };
             own.is_some_and(|own| {
-                (!device || within_topic_limits(&broker.settings, own.as_str()))
+                (!limits.device_topics || within_topic_limits(&broker.settings, own.as_str()))
                     && client.permissions.may_subscribe(&own)
-            }) && (!device
-                || client.subscriptions.contains(f)
-                || client.subscriptions.len() < broker.settings.device_max_subscriptions)
+            }) && limits.max_subscriptions.is_none_or(|max| {
+                client.subscriptions.contains(f) || client.subscriptions.len() < max
+            })
         });
         // Devices get at most QoS 1.
         let qos = options.qos.min(super::wire_qos(client.max_qos));

@@ -106,8 +106,8 @@ struct Waiting {
 /// What the writer knows of its client.
 pub(super) struct Peer {
     pub(super) v5: bool,
-    /// A Tencent device: its delivery rate applies.
-    pub(super) device: bool,
+    /// Its delivery rate (per second, burst), if limited.
+    pub(super) rate: Option<(f64, u32)>,
     /// MQTT 5 Receive Maximum.
     pub(super) receive_max: u16,
     /// MQTT 5 Maximum Packet Size.
@@ -144,8 +144,8 @@ pub(super) async fn write_loop(
     // counted; durable ones wait.
     let settings = &broker.settings;
     let rate = peer
-        .device
-        .then(|| RateLimit::new(settings.device_rate_per_sec, settings.device_burst));
+        .rate
+        .map(|(per_sec, burst)| RateLimit::new(per_sec, burst));
     let waiting_max = settings
         .outgoing_queue
         .max(session.as_ref().map_or(0, |(_, p)| p.queue_max));
