@@ -19,7 +19,7 @@ START_TIMEOUT_S = 120
 
 
 class Hub:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, extra_toml: str = ""):
         self.root = root
         self.data_dir = root / "data"
         config = root / "eddy.toml"
@@ -27,6 +27,7 @@ class Hub:
             f'data-dir = "{self.data_dir}"\n'
             '[api]\nlisten = "127.0.0.1:0"\n'
             '[mqtt]\nlisten = "127.0.0.1:0"\ndevice-connect-interval = "0s"\n'
+            + extra_toml
         )
         binary = os.environ.get("TEST_EDDY_BIN")
         if not binary or not Path(binary).is_file():
@@ -81,5 +82,26 @@ class Hub:
 def hub():
     with tempfile.TemporaryDirectory(prefix="eddy-py-") as root:
         h = Hub(Path(root))
+        yield h
+        h.stop()
+
+
+# Open-broker mode: anonymous generic clients, every topic.
+OPEN_BROKER = """
+[mqtt.clients]
+enabled = true
+anonymous = true
+
+[[mqtt.clients.acl]]
+permission = "allow"
+action = "all"
+topics = ["#"]
+"""
+
+
+@pytest.fixture(scope="module")
+def open_hub():
+    with tempfile.TemporaryDirectory(prefix="eddy-py-open-") as root:
+        h = Hub(Path(root), OPEN_BROKER)
         yield h
         h.stop()

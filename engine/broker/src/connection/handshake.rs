@@ -152,6 +152,15 @@ pub(super) async fn handshake(
         Some(Err(err)) => return Err(ConnectionError::Decode(format!("{err:?}"))),
         None => return Ok(None),
     };
+    let mut connect = connect;
+    // An empty ClientId asks the broker for one (MQTT 5 always; MQTT 3.1.1 with a clean
+    // session). Only generic clients can do that: a device's ClientId is its identity.
+    let assigned = connect.client_id.is_empty()
+        && broker.clients.enabled()
+        && (connect.v5 || connect.clean_start);
+    if assigned {
+        connect.client_id = format!("eddy-{:032x}", rand::random::<u128>());
+    }
     let verdict = if broker.auth_blocked(peer.ip()) {
         Err(Refusal::TooManyFailures)
     } else {
@@ -195,6 +204,7 @@ pub(super) async fn handshake(
                 broker.settings.client_limits()
             };
             Ok(Some(Admitted {
+                assigned_client_id: assigned,
                 limits,
                 v5: connect.v5,
                 client_id: Arc::from(connect.client_id.as_str()),

@@ -108,6 +108,8 @@ pub(super) struct Admitted {
     pub(super) keep_alive: u16,
     /// The highest QoS it may publish and be granted (devices: 1, Tencent has no QoS 2).
     pub(super) max_qos: QoS,
+    /// The broker chose its ClientId (the CONNACK tells an MQTT 5 client which).
+    pub(super) assigned_client_id: bool,
     /// Its rate, subscription and topic limits.
     pub(super) limits: crate::settings::Limits,
     pub(super) clean_start: bool,
@@ -246,6 +248,9 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
     let ack = if admitted.v5 {
         MqttPacket::V5(v5::Packet::ConnectAck(Box::new(v5::ConnectAck {
             session_present: resumed,
+            assigned_client_id: admitted
+                .assigned_client_id
+                .then(|| bytestring::ByteString::from(&*admitted.client_id)),
             session_expiry_interval_secs: admitted
                 .persistent
                 .as_ref()
