@@ -5,19 +5,23 @@
 //!
 //! ```text
 //! TcpListener ─accept─► connection::serve (one task per client)
-//!   handshake: version → CONNECT → device_auth (Tencent key) → CONNACK
-//!   reader task: PUBLISH ─acl─► Broker::route ─► router (trie) ─► subscriber mailboxes
-//!   writer task: mailbox (acks + routed messages) ─► one flush per burst
+//!   handshake: version → CONNECT → device_auth (Tencent key) or clients (open broker)
+//!              → session attached (router) → CONNACK
+//!   reader task: PUBLISH ─acl─► retained ─► Broker::route ─► router (trie, shares)
+//!                 ─► persistent queues (durable log, group commit) + subscriber mailboxes
+//!                 ─► PUBACK / PUBREC once durable
+//!   writer task: mailbox (acks + routed messages) ─► window / rate ─► one flush per burst
 //! ```
 //!
-//! Built so far: Tencent key devices over plain TCP, QoS 0 and 1, topic ACL from the
-//! product's topic classes, wildcard subscriptions, kick on a duplicate ClientId, the
-//! 1.5 × keepalive idle limit, Tencent's rate and size limits, device online/offline
-//! reported to the registry, and persistent sessions whose subscriptions and QoS 1
-//! messages live in the durable log ([`session`], on `eddy-queue`): a message is on disk
-//! in every persistent queue it was routed to before its publisher is acknowledged.
-//! Not yet (issue B continues): QoS 2, retained and will messages, generic (non-Tencent)
-//! clients, shared subscriptions.
+//! Two kinds of client share the listener: Tencent devices (their username has Tencent's
+//! form; QoS 0/1, the product's topic classes as ACL, Tencent's limits, status in the
+//! registry) and, when `[mqtt.clients]` is enabled, generic MQTT clients ([`clients`]:
+//! anonymous or argon2 users, ordered allow/deny rules; QoS 2, their own limits).
+//! Persistent sessions keep subscriptions and QoS ≥ 1 messages in the durable log
+//! (`session`); retained messages live there too. Connect and disconnect are
+//! [`events`] for the rule engine.
+//! Not yet (issue B continues): server-side topic aliases, persistence of inbound QoS 2
+//! state across a reconnect, a retained-message trie for wildcard lookups.
 //! This crate never imports the rule engine or the store: the registry is reached through
 //! [`DeviceDirectory`], implemented by the `eddy` binary.
 
