@@ -46,6 +46,14 @@ async fn connect(options: MqttOptions) -> (AsyncClient, EventLoop) {
     }
 }
 
+/// A connected client subscribed to `filter` at QoS 1.
+async fn subscribed(addr: SocketAddr, id: &str, filter: &str) -> (AsyncClient, EventLoop) {
+    let (client, mut events) = connect(options(addr, id)).await;
+    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    until_ack(&mut events, true).await;
+    (client, events)
+}
+
 /// Polls until the next PUBLISH, skipping acks.
 async fn next_publish(events: &mut EventLoop) -> Publish {
     loop {
@@ -203,9 +211,7 @@ async fn subscription_options_and_forwarded_properties() {
 async fn topic_aliases_and_message_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, addr) = open_broker(dir.path()).await;
-    let (sub, mut sub_events) = connect(options(addr, "sub")).await;
-    sub.subscribe("x/#", QoS::AtLeastOnce).await.unwrap();
-    until_ack(&mut sub_events, true).await;
+    let (_sub, mut sub_events) = subscribed(addr, "sub", "x/#").await;
 
     let (alias, mut alias_events) = connect(options(addr, "alias")).await;
     let with_alias = |a| PublishProperties {
@@ -290,9 +296,7 @@ async fn topic_aliases_and_message_expiry() {
 async fn a_will_waits_for_its_delay_and_a_quick_return_cancels_it() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, addr) = open_broker(dir.path()).await;
-    let (watcher, mut watch_events) = connect(options(addr, "watcher")).await;
-    watcher.subscribe("w/#", QoS::AtLeastOnce).await.unwrap();
-    until_ack(&mut watch_events, true).await;
+    let (watcher, mut watch_events) = subscribed(addr, "watcher", "w/#").await;
 
     let will = |topic: &str| {
         LastWill::new(

@@ -68,6 +68,32 @@ pub(crate) enum ToWriter {
     Close(Option<v5::DisconnectReasonCode>),
 }
 
+/// The second half of QoS 2: PUBREL (`release`, broker → client) or PUBCOMP (answering
+/// the client's PUBREL); `known` is false when `packet_id` names no QoS 2 exchange.
+pub(super) fn ack2(v5: bool, packet_id: NonZeroU16, known: bool, release: bool) -> MqttPacket {
+    if v5 {
+        let ack = v5::PublishAck2 {
+            packet_id,
+            reason_code: if known {
+                v5::PublishAck2Reason::Success
+            } else {
+                v5::PublishAck2Reason::PacketIdNotFound
+            },
+            properties: Vec::new(),
+            reason_string: None,
+        };
+        MqttPacket::V5(if release {
+            v5::Packet::PublishRelease(ack)
+        } else {
+            v5::Packet::PublishComplete(ack)
+        })
+    } else if release {
+        MqttPacket::V3(v3::Packet::PublishRelease { packet_id })
+    } else {
+        MqttPacket::V3(v3::Packet::PublishComplete { packet_id })
+    }
+}
+
 pub(super) fn wire_qos(qos: QoS) -> WireQoS {
     match qos {
         QoS::AtMostOnce => WireQoS::AtMostOnce,

@@ -259,7 +259,7 @@ pub(super) async fn read_loop(
             }
             Inbound::PubRel(id) => {
                 let known = received_qos2.remove(&id.get());
-                Some(publish_complete(client.v5, id, known))
+                Some(super::ack2(client.v5, id, known, false))
             }
             Inbound::Subscribe {
                 packet_id,
@@ -549,23 +549,5 @@ fn publish_received(v5: bool, packet_id: NonZeroU16) -> MqttPacket {
         }))
     } else {
         MqttPacket::V3(v3::Packet::PublishReceived { packet_id })
-    }
-}
-
-/// PUBCOMP for PUBREL `packet_id`; `known` is false when no QoS 2 PUBLISH waits on it.
-fn publish_complete(v5: bool, packet_id: NonZeroU16, known: bool) -> MqttPacket {
-    if v5 {
-        MqttPacket::V5(v5::Packet::PublishComplete(v5::PublishAck2 {
-            packet_id,
-            reason_code: if known {
-                v5::PublishAck2Reason::Success
-            } else {
-                v5::PublishAck2Reason::PacketIdNotFound
-            },
-            properties: Vec::new(),
-            reason_string: None,
-        }))
-    } else {
-        MqttPacket::V3(v3::Packet::PublishComplete { packet_id })
     }
 }

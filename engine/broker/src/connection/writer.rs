@@ -75,24 +75,6 @@ fn encoded_size(message: &Message, properties: Option<&v5::PublishProperties>) -
     5 + 2 + message.topic.as_str().len() + 2 + props + message.payload.len()
 }
 
-/// PUBREL for QoS 2 delivery `packet_id`.
-fn release(v5: bool, packet_id: NonZeroU16, known: bool) -> MqttPacket {
-    if v5 {
-        MqttPacket::V5(v5::Packet::PublishRelease(v5::PublishAck2 {
-            packet_id,
-            reason_code: if known {
-                v5::PublishAck2Reason::Success
-            } else {
-                v5::PublishAck2Reason::PacketIdNotFound
-            },
-            properties: Vec::new(),
-            reason_string: None,
-        }))
-    } else {
-        MqttPacket::V3(v3::Packet::PublishRelease { packet_id })
-    }
-}
-
 /// A QoS 1/2 delivery waiting for room in the client's Receive Maximum, or (durable
 /// ones) for the device's rate to allow it.
 struct Waiting {
@@ -284,7 +266,7 @@ impl Writer {
                 {
                     self.acked(seq).await;
                 }
-                Some(release(self.v5, id, known))
+                Some(super::ack2(self.v5, id, known, true))
             }
             ToWriter::Deliver { seq: Some(seq), .. } if self.replayed.remove(&seq) => None,
             ToWriter::Deliver {
