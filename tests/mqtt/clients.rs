@@ -362,13 +362,20 @@ topics = ["data/#"]
     sub.disconnect().await.unwrap();
     while next_incoming(&mut sub_events).await.is_ok() {}
     let (publisher, mut pub_events, _) = connect(as_app("sensor", true)).await;
+    // All twenty in flight at once: their PUBACKs share fsyncs and come back in order.
     for i in 0..20 {
         publisher
             .publish("data/t", QoS::AtLeastOnce, false, format!("{i}"))
             .await
             .unwrap();
-        acknowledged(&mut pub_events).await;
     }
+    let mut acked = Vec::new();
+    while acked.len() < 20 {
+        if let Packet::PubAck(ack) = next_incoming(&mut pub_events).await.unwrap() {
+            acked.push(ack.pkid);
+        }
+    }
+    assert_eq!(acked, (1..=20).collect::<Vec<u16>>());
     drop(publisher);
     hub.kill9();
 

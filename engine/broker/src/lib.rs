@@ -314,18 +314,46 @@ impl Broker {
     /// durable in the queue of every persistent session it was routed to, so the caller
     /// may acknowledge it; an error means it is not, and must not be acknowledged.
     pub async fn route(&self, message: &Arc<Message>) -> Result<(), QueueError> {
-        self.metrics.messages_in.inc();
-        let deliveries = self.router.deliveries(&message.topic, &message.publisher);
-        self.route_to(message, deliveries.into_iter()).await?;
+        if let Some(durable) = self.route_start(message).await? {
+            durable.wait().await?;
+        }
         Ok(())
     }
 
-    /// Routes `message` to the given subscribers (ClientId, subscribed QoS).
+    /// Routes `message` like [`Broker::route`] but returns once it is handed over, with
+    /// what to wait for before acknowledging it (`None`: nothing). Lets one connection's
+    /// PUBLISHes share fsyncs: its reader goes on while earlier ones become durable.
+    pub(crate) async fn route_start(
+        &self,
+        message: &Arc<Message>,
+    ) -> Result<Option<eddy_queue::Pending>, QueueError> {
+        self.metrics.messages_in.inc();
+        let deliveries = self.router.deliveries(&message.topic, &message.publisher);
+        let (_, durable) = self.route_to_start(message, deliveries.into_iter()).await?;
+        Ok(durable)
+    }
+
+    /// Routes `message` to the given subscribers, waiting until it is durable.
     pub(crate) async fn route_to(
         &self,
         message: &Arc<Message>,
         deliveries: impl Iterator<Item = (Arc<str>, Delivery)>,
     ) -> Result<Routed, QueueError> {
+        let (routed, durable) = self.route_to_start(message, deliveries).await?;
+        if let Some(durable) = durable {
+            durable.wait().await?;
+        }
+        Ok(routed)
+    }
+
+    /// Routes `message` to the given subscribers (ClientId, how it is delivered to it);
+    /// returns what reached whom and, when it went into persistent queues, the commit to
+    /// wait for before acknowledging it.
+    async fn route_to_start(
+        &self,
+        message: &Arc<Message>,
+        deliveries: impl Iterator<Item = (Arc<str>, Delivery)>,
+    ) -> Result<(Routed, Option<eddy_queue::Pending>), QueueError> {
         let mut routed = Routed::default();
         let mut batch = Batch::new();
         let mut handovers = Vec::new();
@@ -374,10 +402,7 @@ impl Broker {
                 self.dropped("no_connection");
             }
         }
-        if let Some(durable) = durable {
-            durable.wait().await?;
-        }
-        Ok(routed)
+        Ok((routed, durable))
     }
 
     /// Appends `message` to a persistent session's queue in `batch`, dropping the oldest

@@ -94,6 +94,34 @@ pub(super) fn ack2(v5: bool, packet_id: NonZeroU16, known: bool, release: bool) 
     }
 }
 
+/// A PUBACK or PUBREC, and the commit its message must reach first.
+pub(super) struct Ack {
+    pub(super) durable: Option<eddy_queue::Pending>,
+    pub(super) packet: MqttPacket,
+}
+
+/// Sends a connection's PUBACKs / PUBRECs in the order of their PUBLISHes, each once its
+/// message is durable. If a commit fails, the connection is closed with that ack and every
+/// later one unsent: the client sends those PUBLISHes again on its next connection.
+async fn acker(mut acks: mpsc::Receiver<Ack>, mailbox: mpsc::Sender<ToWriter>) {
+    while let Some(ack) = acks.recv().await {
+        if let Some(durable) = ack.durable
+            && let Err(err) = durable.wait().await
+        {
+            tracing::error!(error = %err, "storing a routed message failed: closing without its ack");
+            let _ = mailbox
+                .send(ToWriter::Close(Some(
+                    v5::DisconnectReasonCode::UnspecifiedError,
+                )))
+                .await;
+            return;
+        }
+        if mailbox.send(ToWriter::Packet(ack.packet)).await.is_err() {
+            return;
+        }
+    }
+}
+
 pub(super) fn wire_qos(qos: QoS) -> WireQoS {
     match qos {
         QoS::AtMostOnce => WireQoS::AtMostOnce,
@@ -328,6 +356,8 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         session,
         replay,
     ));
+    let (acks, ack_inbox) = mpsc::channel(broker.settings.outgoing_queue);
+    let acker = tokio::spawn(acker(ack_inbox, mailbox.clone()));
     let mut will_discarded = false;
     let reason = read_loop(
         &broker,
@@ -335,9 +365,13 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
         &mailbox,
         kick_rx,
         &admitted,
+        &acks,
         &mut will_discarded,
     )
     .await;
+    // The acks still waiting for their commits go out before the connection closes.
+    drop(acks);
+    let _ = acker.await;
     let _ = mailbox.send(ToWriter::Close(reason)).await;
     drop(mailbox);
     let _ = writer.await;

@@ -21,7 +21,7 @@ use crate::router::SubOptions;
 use crate::settings::RateLimit;
 
 use super::properties::{TopicAliases, message_properties};
-use super::{Admitted, Io, ToWriter, core_qos};
+use super::{Ack, Admitted, Io, ToWriter, core_qos};
 
 /// Decoded, protocol-neutral inbound packets.
 enum Inbound {
@@ -123,6 +123,7 @@ pub(super) async fn read_loop(
     mailbox: &mpsc::Sender<ToWriter>,
     mut kick: oneshot::Receiver<v5::DisconnectReasonCode>,
     client: &Admitted,
+    acks: &mpsc::Sender<Ack>,
     will_discarded: &mut bool,
 ) -> Option<v5::DisconnectReasonCode> {
     // Tencent: disconnect after 1.5 × keepalive of silence; 0 disables the check.
@@ -204,10 +205,15 @@ pub(super) async fn read_loop(
                     && let Some(id) = packet_id
                     && received_qos2.contains(&id.get())
                 {
-                    // A resend of a QoS 2 PUBLISH already routed: answer it only.
-                    let _ = mailbox
-                        .send(ToWriter::Packet(publish_received(client.v5, id)))
-                        .await;
+                    // A resend of a QoS 2 PUBLISH already routed: answer it only (behind
+                    // the acks still waiting, to keep their order).
+                    let ack = Ack {
+                        durable: None,
+                        packet: publish_received(client.v5, id),
+                    };
+                    if acks.send(ack).await.is_err() {
+                        return None;
+                    }
                     continue;
                 }
                 let refusal = if !publish_rate.as_mut().is_none_or(RateLimit::allow) {
@@ -229,13 +235,20 @@ pub(super) async fn read_loop(
                 )
                 .await
                 {
-                    Ok(reply) => {
+                    Ok((reply, durable)) => {
                         if qos == WireQoS::ExactlyOnce
                             && let Some(id) = packet_id
                         {
                             received_qos2.insert(id.get());
                         }
-                        reply
+                        // PUBACK / PUBREC go out in order, each once its message is
+                        // durable; the reader goes on meanwhile.
+                        if let Some(packet) = reply
+                            && acks.send(Ack { durable, packet }).await.is_err()
+                        {
+                            return None;
+                        }
+                        None
                     }
                     // Not durable, so not acknowledged: closing makes the client send it
                     // again on its next connection.
@@ -368,7 +381,7 @@ async fn publish(
     packet_id: Option<NonZeroU16>,
     refusal: Option<Refused>,
     properties: Option<Arc<eddy_core::MessageProperties>>,
-) -> Result<Option<MqttPacket>, eddy_queue::QueueError> {
+) -> Result<(Option<MqttPacket>, Option<eddy_queue::Pending>), eddy_queue::QueueError> {
     // PUBACK for QoS 1, PUBREC for QoS 2; MQTT 5 carries the refusal as its reason code.
     // MQTT 3 has none: the PUBLISH is acknowledged so the client does not resend it
     // forever; the refusal is logged and counted.
@@ -412,7 +425,7 @@ async fn publish(
             .publish_refused
             .get_or_create(&Reason::of(reason))
             .inc();
-        return Ok(ack(refusal));
+        return Ok((ack(refusal), None));
     }
     let message = Arc::new(Message {
         topic,
@@ -427,8 +440,8 @@ async fn publish(
     if message.retain {
         broker.retain(&message).await?;
     }
-    broker.route(&message).await?;
-    Ok(ack(None))
+    let durable = broker.route_start(&message).await?;
+    Ok((ack(None), durable))
 }
 
 /// Writes a persistent session's subscriptions to disk (a clean session has none there).
