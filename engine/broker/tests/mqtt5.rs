@@ -39,9 +39,17 @@ async fn next_packet(events: &mut EventLoop) -> Packet {
 }
 
 async fn connect(options: MqttOptions) -> (AsyncClient, EventLoop) {
+    let (client, events, _) = connect_acked(options).await;
+    (client, events)
+}
+
+/// Connects; also returns the CONNACK.
+async fn connect_acked(
+    options: MqttOptions,
+) -> (AsyncClient, EventLoop, rumqttc::v5::mqttbytes::v5::ConnAck) {
     let (client, mut events) = AsyncClient::new(options, 64);
     match next_packet(&mut events).await {
-        Packet::ConnAck(_) => (client, events),
+        Packet::ConnAck(ack) => (client, events, ack),
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
@@ -394,4 +402,18 @@ async fn receive_maximum_and_maximum_packet_size_are_respected() {
         assert_eq!(&p.topic[..], next.as_bytes());
         got.push(p);
     }
+}
+
+#[tokio::test]
+async fn a_generic_client_asking_too_long_a_keepalive_is_told_the_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, addr) = open_broker(dir.path()).await;
+    let mut long = options(addr, "sleepy");
+    long.set_keep_alive(Duration::from_secs(3600));
+    let (_c, _e, ack) = connect_acked(long).await;
+    assert_eq!(
+        ack.properties.unwrap().server_keep_alive,
+        Some(900),
+        "Tencent's 900 s limit, announced rather than refused"
+    );
 }

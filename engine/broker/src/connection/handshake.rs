@@ -174,7 +174,17 @@ pub(super) async fn handshake(
     }
     match verdict {
         Ok((device, permissions, max_qos)) => {
-            if connect.keep_alive > broker.settings.keepalive_max_secs {
+            // Over the limit: a device is refused (Tencent's rule); an MQTT 5 generic
+            // client is told the server's keepalive instead; an MQTT 3 one, which cannot
+            // be told, keeps its own.
+            let keepalive_max = broker.settings.keepalive_max_secs;
+            let mut keep_alive = connect.keep_alive;
+            let mut server_keep_alive = None;
+            if device.is_none() && keep_alive > keepalive_max && connect.v5 {
+                keep_alive = keepalive_max;
+                server_keep_alive = Some(keepalive_max);
+            }
+            if device.is_some() && keep_alive > keepalive_max {
                 send_connack(io, connect.v5, Refusal::BadKeepAlive).await?;
                 return Err(ConnectionError::Refused(format!(
                     "keepalive {} s is over the {} s limit",
@@ -210,7 +220,8 @@ pub(super) async fn handshake(
                 client_id: Arc::from(connect.client_id.as_str()),
                 device,
                 permissions,
-                keep_alive: connect.keep_alive,
+                keep_alive,
+                server_keep_alive,
                 max_qos,
                 clean_start: connect.clean_start,
                 // The broker's limit caps what the client asks for.

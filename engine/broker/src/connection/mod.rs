@@ -160,6 +160,8 @@ pub(super) struct Admitted {
     pub(super) device: Option<DeviceId>,
     pub(super) permissions: Permissions,
     pub(super) keep_alive: u16,
+    /// The keepalive the CONNACK imposes on an MQTT 5 client that asked for more.
+    pub(super) server_keep_alive: Option<u16>,
     /// The highest QoS it may publish and be granted (devices: 1, Tencent has no QoS 2).
     pub(super) max_qos: QoS,
     /// The broker chose its ClientId (the CONNACK tells an MQTT 5 client which).
@@ -315,6 +317,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
                 broker.settings.clients.max_packet_bytes
             }),
             topic_alias_max: properties::TOPIC_ALIAS_MAX,
+            server_keepalive_sec: admitted.server_keep_alive,
             max_qos: wire_qos(admitted.max_qos),
             retain_available: true,
             wildcard_subscription_available: true,
