@@ -417,3 +417,39 @@ async fn a_generic_client_asking_too_long_a_keepalive_is_told_the_servers() {
         "Tencent's 900 s limit, announced rather than refused"
     );
 }
+
+#[tokio::test]
+async fn clean_start_0_without_expiry_resumes_the_session_for_one_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, addr) = open_broker(dir.path()).await;
+    let persistent = |expiry| {
+        let mut o = options(addr, "resumer");
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(expiry);
+        o
+    };
+    let leave = |client: AsyncClient, mut events: EventLoop| async move {
+        client.disconnect().await.unwrap();
+        while events.poll().await.is_ok() {}
+    };
+    let (client, mut events) = connect(persistent(Some(300))).await;
+    client.subscribe("r/#", QoS::AtLeastOnce).await.unwrap();
+    until_ack(&mut events, true).await;
+    leave(client, events).await;
+
+    let (publisher, mut pub_events) = connect(options(addr, "rpub")).await;
+    publisher
+        .publish("r/1", QoS::AtLeastOnce, false, "kept")
+        .await
+        .unwrap();
+    until_ack(&mut pub_events, false).await;
+
+    // Clean Start 0, no expiry: the session is there, with its message …
+    let (client, mut events, ack) = connect_acked(persistent(None)).await;
+    assert!(ack.session_present);
+    assert_eq!(&next_publish(&mut events).await.payload[..], b"kept");
+    leave(client, events).await;
+    // … and ends with that connection.
+    let (_client, _events, ack) = connect_acked(persistent(Some(300))).await;
+    assert!(!ack.session_present);
+}

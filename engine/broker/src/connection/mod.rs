@@ -310,7 +310,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
             session_expiry_interval_secs: admitted
                 .persistent
                 .as_ref()
-                .map(|p| u32::try_from(p.expiry.as_secs()).unwrap_or(u32::MAX)),
+                .map(|p| u32::try_from(p.expiry().as_secs()).unwrap_or(u32::MAX)),
             max_packet_size: Some(if admitted.device.is_some() {
                 broker.settings.max_packet_bytes()
             } else {
@@ -375,11 +375,14 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
     // The acks still waiting for their commits go out before the connection closes.
     drop(acks);
     let _ = acker.await;
+    // The session lets go of this connection before the socket closes, so a client that
+    // sees the close and connects again finds its session released (or ended), not
+    // still held by this connection.
+    end_session(&broker, &admitted, connection_id, offline).await;
     let _ = mailbox.send(ToWriter::Close(reason)).await;
     drop(mailbox);
     let _ = writer.await;
 
-    end_session(&broker, &admitted, connection_id, offline).await;
     if let Some(will) = admitted.will.take()
         && !will_discarded
     {
@@ -410,7 +413,7 @@ async fn session_start(
         .save(
             &admitted.client_id,
             &admitted.subscriptions.snapshot(),
-            persistent.expiry.as_secs(),
+            persistent.expiry().as_secs(),
             None,
             if resumed {
                 eddy_queue::Durability::Buffered
@@ -454,17 +457,23 @@ async fn end_session(
 ) {
     // A connection replaced by a newer one with the same ClientId leaves the newer one's
     // session and online state alone.
-    if let Detached::Kept(persistent, subscriptions) =
-        broker
-            .router
-            .detach(&admitted.client_id, connection_id, offline)
-    {
+    let detached = broker
+        .router
+        .detach(&admitted.client_id, connection_id, offline);
+    if let Detached::Ended(Some(persistent)) = &detached {
+        // A persistent session whose expiry became zero ends now, on disk too.
+        broker.forget_queued(persistent);
+        if let Err(err) = broker.sessions().delete(&admitted.client_id).await {
+            tracing::error!(error = %err, client_id = %admitted.client_id, "deleting an ended session failed");
+        }
+    }
+    if let Detached::Kept(persistent, subscriptions) = detached {
         let saved = broker
             .sessions()
             .save(
                 &admitted.client_id,
                 &subscriptions.snapshot(),
-                persistent.expiry.as_secs(),
+                persistent.expiry().as_secs(),
                 Some(eddy_core::time::unix_now_ms()),
                 eddy_queue::Durability::Buffered,
             )

@@ -41,8 +41,9 @@ enum Inbound {
         filters: Vec<ByteString>,
     },
     Ping,
-    /// DISCONNECT; true when the client asks for its will anyway (MQTT 5 reason 0x04).
-    Disconnect(bool),
+    /// DISCONNECT: whether the client asks for its will anyway (MQTT 5 reason 0x04), and
+    /// the session expiry it sets for after this connection (MQTT 5).
+    Disconnect(bool, Option<u32>),
     Other(&'static str),
 }
 
@@ -86,7 +87,7 @@ fn inbound(packet: MqttPacket) -> Inbound {
                 filters: topic_filters,
             },
             v3::Packet::PingRequest => Inbound::Ping,
-            v3::Packet::Disconnect => Inbound::Disconnect(false),
+            v3::Packet::Disconnect => Inbound::Disconnect(false, None),
             _ => Inbound::Other("unexpected packet"),
         },
         MqttPacket::V5(p) => match p {
@@ -107,6 +108,7 @@ fn inbound(packet: MqttPacket) -> Inbound {
             v5::Packet::PingRequest => Inbound::Ping,
             v5::Packet::Disconnect(d) => Inbound::Disconnect(
                 d.reason_code == v5::DisconnectReasonCode::DisconnectWithWillMessage,
+                d.session_expiry_interval_secs,
             ),
             _ => Inbound::Other("unexpected packet"),
         },
@@ -336,8 +338,17 @@ pub(super) async fn read_loop(
             } else {
                 MqttPacket::V3(v3::Packet::PingResponse)
             }),
-            Inbound::Disconnect(with_will) => {
+            Inbound::Disconnect(with_will, expiry) => {
                 *will_discarded = !with_will;
+                // A session that expires with its connection cannot be made to outlive
+                // it at DISCONNECT (MQTT 5 §3.14.2.2.2): only a persistent one changes.
+                if let (Some(secs), Some(persistent)) = (expiry, &client.persistent)
+                    && !persistent.expiry().is_zero()
+                {
+                    persistent.set_expiry(
+                        Duration::from_secs(u64::from(secs)).min(settings.session_expiry),
+                    );
+                }
                 return None;
             }
             Inbound::Other(what) => {
@@ -457,7 +468,7 @@ async fn save_subscriptions(
         .save(
             &client.client_id,
             &client.subscriptions.snapshot(),
-            persistent.expiry.as_secs(),
+            persistent.expiry().as_secs(),
             None,
             eddy_queue::Durability::Sync,
         )

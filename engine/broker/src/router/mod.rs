@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eddy_core::{QoS, Topic, TopicFilter};
 use tokio::sync::{mpsc, oneshot};
@@ -97,8 +97,9 @@ pub(crate) struct Attached {
 pub(crate) enum Detached {
     /// A newer connection holds the session: nothing changed.
     Replaced,
-    /// The session ended with its connection.
-    Ended,
+    /// The session ended with its connection; a persistent one (whose expiry became
+    /// zero) leaves durable state to delete.
+    Ended(Option<Arc<Persistent>>),
     /// The session is persistent and waits for its client.
     Kept(Arc<Persistent>, Subscriptions),
 }
@@ -265,7 +266,12 @@ impl Router {
             let mut sessions = lock(&self.sessions);
             let old = sessions.remove(&client);
             let (attached, ended, session) = match old {
-                Some(old) if !clean_start && persistent.is_some() && old.persistent.is_some() => {
+                // MQTT 5: a CONNECT with Clean Start 0 resumes a persistent session even
+                // when it asks for no expiry; the session then ends with this connection.
+                Some(old) if !clean_start && old.persistent.is_some() => {
+                    if let Some(kept) = &old.persistent {
+                        kept.set_expiry(persistent.as_ref().map_or(Duration::ZERO, |p| p.expiry()));
+                    }
                     let attached = Attached {
                         previous: old.connection,
                         subscriptions: old.subscriptions.clone(),
@@ -329,17 +335,22 @@ impl Router {
                 return Detached::Replaced;
             };
             on_detached();
-            if let Some(persistent) = &session.persistent {
+            if let Some(persistent) = &session.persistent
+                && !persistent.expiry().is_zero()
+            {
                 session.connection = None;
                 persistent.set_offline(Some(Instant::now()));
                 return Detached::Kept(persistent.clone(), session.subscriptions.clone());
             }
             sessions.remove(client)
         };
-        if let Some(session) = ended {
-            self.drop_subscriptions(client, &session.subscriptions);
+        match ended {
+            Some(session) => {
+                self.drop_subscriptions(client, &session.subscriptions);
+                Detached::Ended(session.persistent)
+            }
+            None => Detached::Ended(None),
         }
-        Detached::Ended
     }
 
     /// Puts back a persistent session found on disk at startup, with no connection.

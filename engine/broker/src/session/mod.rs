@@ -13,6 +13,7 @@
 pub(crate) mod store;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) use store::SessionStore;
@@ -20,8 +21,9 @@ pub(crate) use store::SessionStore;
 /// The in-memory side of one persistent session.
 #[derive(Debug)]
 pub(crate) struct Persistent {
-    /// How long the session outlives its connection.
-    pub expiry: Duration,
+    /// How long the session outlives its connection, in seconds (MQTT 5 lets a resuming
+    /// CONNECT and a DISCONNECT change it; zero ends it with its connection).
+    expiry_secs: AtomicU64,
     /// Most messages its queue keeps.
     pub queue_max: usize,
     /// Messages in its durable queue. Kept as routing appends and acks remove; it can
@@ -34,7 +36,7 @@ pub(crate) struct Persistent {
 impl Persistent {
     pub fn new(expiry: Duration, queue_max: usize) -> Self {
         Self {
-            expiry,
+            expiry_secs: AtomicU64::new(expiry.as_secs()),
             queue_max,
             queued: Mutex::new(0),
             offline_since: Mutex::new(None),
@@ -59,6 +61,14 @@ impl Persistent {
         self.offline_since
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|since| now.duration_since(since) >= self.expiry)
+            .is_some_and(|since| now.duration_since(since) >= self.expiry())
+    }
+
+    pub fn expiry(&self) -> Duration {
+        Duration::from_secs(self.expiry_secs.load(Ordering::Relaxed))
+    }
+
+    pub fn set_expiry(&self, expiry: Duration) {
+        self.expiry_secs.store(expiry.as_secs(), Ordering::Relaxed);
     }
 }
