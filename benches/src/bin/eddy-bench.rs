@@ -199,6 +199,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let cpu_before = args.broker_pid.and_then(proc_stats);
+    let cpu_since = Instant::now();
     let sent = Arc::new(AtomicU64::new(0));
     let stop_pubs = Arc::new(AtomicBool::new(false));
     let publish_start = Instant::now();
@@ -256,6 +257,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu_after = args.broker_pid.and_then(proc_stats);
+    let cpu_secs = cpu_since.elapsed().as_secs_f64();
     stop_subs.store(true, Ordering::Relaxed);
     for task in sub_tasks {
         let _ = task.await;
@@ -275,7 +277,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
     let secs = elapsed.as_secs_f64();
     let broker = match (cpu_before, cpu_after) {
-        (Some((c0, _)), Some((c1, rss))) => Some(((c1 - c0) / secs * 100.0, rss)),
+        // Over the whole measured span, drain included: CPU per wall second.
+        (Some((c0, _)), Some((c1, rss))) => Some(((c1 - c0) / cpu_secs * 100.0, rss)),
         _ => None,
     };
     let report = json!({
