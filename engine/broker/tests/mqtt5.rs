@@ -453,3 +453,77 @@ async fn clean_start_0_without_expiry_resumes_the_session_for_one_connection() {
     let (_client, _events, ack) = connect_acked(persistent(Some(300))).await;
     assert!(!ack.session_present);
 }
+
+/// MQTT 3.1.1 packets by hand, for what a library client hides (a QoS 2 resend).
+mod raw {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![first, u8::try_from(body.len()).unwrap()];
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(s);
+    }
+
+    /// Connects with CleanSession = 0 and reads the CONNACK.
+    pub async fn connect(addr: std::net::SocketAddr, id: &str) -> TcpStream {
+        let mut body = Vec::new();
+        string(&mut body, b"MQTT");
+        body.extend_from_slice(&[4, 0b0000_0000, 0, 60]);
+        string(&mut body, id.as_bytes());
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&packet(0x10, &body)).await.unwrap();
+        let mut connack = [0u8; 4];
+        s.read_exact(&mut connack).await.unwrap();
+        assert_eq!(connack[3], 0, "accepted");
+        s
+    }
+
+    pub fn publish_qos2(topic: &str, id: u16, dup: bool, payload: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        string(&mut body, topic.as_bytes());
+        body.extend_from_slice(&id.to_be_bytes());
+        body.extend_from_slice(payload);
+        packet(if dup { 0x3C } else { 0x34 }, &body)
+    }
+
+    /// Sends `bytes` and reads one 4-byte ack (PUBREC 0x50 / PUBCOMP 0x70).
+    pub async fn exchange(s: &mut TcpStream, bytes: &[u8]) -> [u8; 4] {
+        s.write_all(bytes).await.unwrap();
+        let mut ack = [0u8; 4];
+        s.read_exact(&mut ack).await.unwrap();
+        ack
+    }
+}
+
+#[tokio::test]
+async fn a_qos2_publish_resent_after_a_reconnect_is_routed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, addr) = open_broker(dir.path()).await;
+    let (_watcher, mut watch_events) = subscribed(addr, "q2-watch", "d/#").await;
+
+    let mut first = raw::connect(addr, "q2-pub").await;
+    let rec = raw::exchange(&mut first, &raw::publish_qos2("d/x", 7, false, b"once")).await;
+    assert_eq!(rec, [0x50, 2, 0, 7], "PUBREC");
+    drop(first); // gone before its PUBREL
+    let mut second = raw::connect(addr, "q2-pub").await;
+    let rec = raw::exchange(&mut second, &raw::publish_qos2("d/x", 7, true, b"once")).await;
+    assert_eq!(rec, [0x50, 2, 0, 7], "PUBREC again, for the resend");
+    let comp = raw::exchange(&mut second, &[0x62, 2, 0, 7]).await;
+    assert_eq!(comp, [0x70, 2, 0, 7], "PUBCOMP");
+    let rec = raw::exchange(&mut second, &raw::publish_qos2("d/marker", 8, false, b"m")).await;
+    assert_eq!(rec[0], 0x50);
+    let got = next_publish(&mut watch_events).await;
+    assert_eq!(&got.payload[..], b"once");
+    let got = next_publish(&mut watch_events).await;
+    assert_eq!(
+        &got.payload[..],
+        b"m",
+        "the resent PUBLISH was not routed again"
+    );
+}

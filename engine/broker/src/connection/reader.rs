@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::num::{NonZeroU16, NonZeroU32};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -138,7 +138,17 @@ pub(super) async fn read_loop(
         .map(|(per_sec, burst)| RateLimit::new(per_sec, burst));
     // QoS 2 PUBLISHes routed and answered with PUBREC, awaiting their PUBREL: a resent
     // PUBLISH with one of these ids is not routed again (exactly once).
-    let mut received_qos2: HashSet<u16> = HashSet::new();
+    // A persistent session keeps them across its connections (in memory: a restart
+    // forgets them, and a PUBLISH resent after it is routed again).
+    let received_qos2: Arc<Mutex<HashSet<u16>>> = client
+        .persistent
+        .as_ref()
+        .map_or_else(Default::default, |p| p.qos2_received.clone());
+    let qos2 = || {
+        received_qos2
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     let mut aliases = TopicAliases::default();
     loop {
         let next = async {
@@ -205,7 +215,7 @@ pub(super) async fn read_loop(
                 }
                 if qos == WireQoS::ExactlyOnce
                     && let Some(id) = packet_id
-                    && received_qos2.contains(&id.get())
+                    && qos2().contains(&id.get())
                 {
                     // A resend of a QoS 2 PUBLISH already routed: answer it only (behind
                     // the acks still waiting, to keep their order).
@@ -241,7 +251,7 @@ pub(super) async fn read_loop(
                         if qos == WireQoS::ExactlyOnce
                             && let Some(id) = packet_id
                         {
-                            received_qos2.insert(id.get());
+                            qos2().insert(id.get());
                         }
                         // PUBACK / PUBREC go out in order, each once its message is
                         // durable; the reader goes on meanwhile.
@@ -273,7 +283,7 @@ pub(super) async fn read_loop(
                 None
             }
             Inbound::PubRel(id) => {
-                let known = received_qos2.remove(&id.get());
+                let known = qos2().remove(&id.get());
                 Some(super::ack2(client.v5, id, known, false))
             }
             Inbound::Subscribe {

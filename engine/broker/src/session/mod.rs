@@ -12,8 +12,9 @@
 
 pub(crate) mod store;
 
-use std::sync::Mutex;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(crate) use store::SessionStore;
@@ -31,6 +32,9 @@ pub(crate) struct Persistent {
     pub queued: Mutex<usize>,
     /// Since when no connection holds it.
     pub offline_since: Mutex<Option<Instant>>,
+    /// Packet ids of QoS 2 PUBLISHes routed and answered with PUBREC, awaiting PUBREL:
+    /// kept across reconnects so a resent PUBLISH is not routed twice.
+    pub qos2_received: Arc<Mutex<HashSet<u16>>>,
 }
 
 impl Persistent {
@@ -40,6 +44,7 @@ impl Persistent {
             queue_max,
             queued: Mutex::new(0),
             offline_since: Mutex::new(None),
+            qos2_received: Arc::default(),
         }
     }
 
