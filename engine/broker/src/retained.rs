@@ -3,9 +3,9 @@
 //! restarts; a retained PUBLISH is on disk before it is acknowledged. An empty retained
 //! payload deletes the topic's message (MQTT 3.1.1 §3.3.1.3).
 //!
-//! Lookups by a filter without wildcards are one map read; a wildcard filter scans the
-//! retained set (a trie would make that proportional to the matches; the scan is fine for
-//! the thousands of retained topics an IoT hub typically holds).
+//! They sit in a trie over topic levels, so a new subscription's lookup walks only the
+//! branches its filter can match (`+` one level, `#` a whole subtree), not every retained
+//! topic.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -15,11 +15,88 @@ use eddy_queue::{Batch, Durability, Log, QueueError, Table};
 
 use crate::session::store::{decode_message, encode_message};
 
+/// Retained messages by topic level.
+#[derive(Debug, Default)]
+struct Tree {
+    children: HashMap<String, Tree>,
+    message: Option<Arc<Message>>,
+    /// Messages in this subtree, this node's included.
+    count: usize,
+}
+
+impl Tree {
+    /// Sets (or with `None` clears) the message of `topic`; returns the change in count.
+    fn set(
+        &mut self,
+        mut levels: std::str::Split<'_, char>,
+        message: Option<Arc<Message>>,
+    ) -> isize {
+        let change = match levels.next() {
+            None => {
+                let before = isize::from(self.message.is_some());
+                self.message = message;
+                isize::from(self.message.is_some()) - before
+            }
+            Some(level) => {
+                let child = self.children.entry(level.to_owned()).or_default();
+                let change = child.set(levels, message);
+                if child.count == 0 {
+                    self.children.remove(level);
+                }
+                change
+            }
+        };
+        self.count = self.count.saturating_add_signed(change);
+        change
+    }
+
+    /// Every message in this subtree.
+    fn all(&self, out: &mut Vec<Arc<Message>>) {
+        out.extend(self.message.iter().cloned());
+        for child in self.children.values() {
+            child.all(out);
+        }
+    }
+
+    /// The messages whose topics `levels` (a filter's) match; `first` applies the rule
+    /// that a wildcard at the first level never matches a `$` topic.
+    fn matching(&self, levels: &[&str], first: bool, out: &mut Vec<Arc<Message>>) {
+        let Some((level, rest)) = levels.split_first() else {
+            out.extend(self.message.iter().cloned());
+            return;
+        };
+        let visible = |name: &String| !(first && name.starts_with('$'));
+        match *level {
+            "#" => {
+                // `a/#` matches `a` itself too.
+                out.extend(self.message.iter().cloned());
+                for (name, child) in &self.children {
+                    if visible(name) {
+                        child.all(out);
+                    }
+                }
+            }
+            "+" => {
+                for (name, child) in &self.children {
+                    if visible(name) {
+                        child.matching(rest, false, out);
+                    }
+                }
+            }
+            literal => {
+                if let Some(child) = self.children.get(literal) {
+                    child.matching(rest, false, out);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Retained {
     log: Log,
     table: Table,
-    by_topic: RwLock<HashMap<String, Arc<Message>>>,
+    by_topic: RwLock<Tree>,
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -27,12 +104,13 @@ impl Retained {
     /// Opens the retained set, loading what is on disk.
     pub fn open(log: &Log) -> Result<Self, QueueError> {
         let table = log.table("retained")?;
-        let mut by_topic = HashMap::new();
+        let mut by_topic = Tree::default();
         for entry in table.iter() {
             let (key, value) = entry?;
             match decode_message(&value) {
                 Some(message) => {
-                    by_topic.insert(message.topic.as_str().to_owned(), Arc::new(message));
+                    let topic = message.topic.clone();
+                    by_topic.set(topic.levels(), Some(Arc::new(message)));
                 }
                 None => {
                     tracing::error!(topic = %String::from_utf8_lossy(&key), "undecodable retained message: ignored");
@@ -71,9 +149,9 @@ impl Retained {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
                 if message.payload.is_empty() {
-                    by_topic.remove(topic);
+                    by_topic.set(message.topic.levels(), None);
                 } else {
-                    by_topic.insert(topic.to_owned(), message.clone());
+                    by_topic.set(message.topic.levels(), Some(message.clone()));
                 }
             }
             self.log.start(batch, Durability::Sync).await?
@@ -81,17 +159,14 @@ impl Retained {
         pending.wait().await
     }
 
-    /// The retained messages a new subscription to `filter` receives.
+    /// The retained messages a new subscription to `filter` receives, by topic.
     pub fn matching(&self, filter: &TopicFilter) -> Vec<Arc<Message>> {
-        let by_topic = self.by_topic.read().unwrap_or_else(PoisonError::into_inner);
-        if !filter.as_str().contains(['+', '#']) {
-            return by_topic.get(filter.as_str()).cloned().into_iter().collect();
-        }
-        let mut found: Vec<Arc<Message>> = by_topic
-            .values()
-            .filter(|m| filter.matches(&m.topic))
-            .cloned()
-            .collect();
+        let levels: Vec<&str> = filter.levels().collect();
+        let mut found = Vec::new();
+        self.by_topic
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .matching(&levels, true, &mut found);
         found.sort_by(|a, b| a.topic.as_str().cmp(b.topic.as_str()));
         found
     }
@@ -100,7 +175,7 @@ impl Retained {
         self.by_topic
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .count
     }
 }
 
@@ -149,5 +224,18 @@ mod tests {
         assert_eq!(payloads("a/1"), [&b"new"[..]]);
         assert!(payloads("b").is_empty());
         assert_eq!(payloads("#").len(), 2);
+        assert_eq!(payloads("+/1"), [&b"new"[..]]);
+        assert!(payloads("a/1/+").is_empty());
+        assert_eq!(payloads("a/1/#"), [&b"new"[..]], "`a/1/#` matches `a/1`");
+        retained.set(&message("$SYS/x", b"sys")).await.expect("set");
+        assert_eq!(
+            payloads("#").len(),
+            2,
+            "no `$` topics for a leading wildcard"
+        );
+        assert_eq!(payloads("$SYS/+"), [&b"sys"[..]]);
+        assert_eq!(retained.len(), 3);
+        retained.set(&message("$SYS/x", b"")).await.expect("delete");
+        assert_eq!(retained.len(), 2);
     }
 }
