@@ -20,8 +20,8 @@
 //! Persistent sessions keep subscriptions and QoS ≥ 1 messages in the durable log
 //! (`session`); retained messages live there too. Connect and disconnect are
 //! [`events`] for the rule engine.
-//! Not yet (issue B continues): server-side topic aliases, persistence of inbound QoS 2
-//! state across a reconnect, a retained-message trie for wildcard lookups.
+//! Left for later: server-side topic aliases; inbound QoS 2 state survives reconnects but
+//! not a restart.
 //! This crate never imports the rule engine or the store: the registry is reached through
 //! [`DeviceDirectory`], implemented by the `eddy` binary.
 
