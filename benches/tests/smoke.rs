@@ -7,24 +7,7 @@
 use std::sync::Arc;
 
 use eddy_broker::clients::{AclAction, AclRule, ClientRules, ClientsSettings, Permission};
-use eddy_broker::{Broker, BrokerSettings, DeviceDirectory, DeviceEntry, DirectoryError};
-use eddy_core::DeviceId;
-
-#[derive(Debug)]
-struct NoDevices;
-
-#[async_trait::async_trait]
-impl DeviceDirectory for NoDevices {
-    async fn device(&self, _: &DeviceId) -> Result<Option<DeviceEntry>, DirectoryError> {
-        Ok(None)
-    }
-    async fn device_online(&self, _: &DeviceId, _: &str) -> Result<(), DirectoryError> {
-        Ok(())
-    }
-    async fn device_offline(&self, _: &DeviceId) -> Result<(), DirectoryError> {
-        Ok(())
-    }
-}
+use eddy_broker::{Broker, BrokerSettings, NoDevices};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_load_generator_runs_and_qos1_loses_nothing() {

@@ -28,3 +28,23 @@ pub trait DeviceDirectory: Send + Sync + std::fmt::Debug + 'static {
     /// The device's connection ended.
     async fn device_offline(&self, id: &DeviceId) -> Result<(), DirectoryError>;
 }
+
+/// A directory with no devices: the broker serves generic clients only (open-broker mode
+/// on its own, as in the broker's and the load generator's tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoDevices;
+
+#[async_trait::async_trait]
+impl DeviceDirectory for NoDevices {
+    async fn device(&self, _: &DeviceId) -> Result<Option<DeviceEntry>, DirectoryError> {
+        Ok(None)
+    }
+
+    async fn device_online(&self, _: &DeviceId, _: &str) -> Result<(), DirectoryError> {
+        Ok(())
+    }
+
+    async fn device_offline(&self, _: &DeviceId) -> Result<(), DirectoryError> {
+        Ok(())
+    }
+}

@@ -44,7 +44,7 @@ use eddy_queue::{Batch, Durability, Log, QueueError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-pub use directory::{DeviceDirectory, DeviceEntry, DirectoryError};
+pub use directory::{DeviceDirectory, DeviceEntry, DirectoryError, NoDevices};
 pub use metrics::BrokerMetrics;
 pub use router::{Delivery, Router, SubOptions};
 pub use settings::{BrokerSettings, ClientLimits};

@@ -5,28 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_broker::clients::{AclAction, AclRule, ClientRules, ClientsSettings, Permission};
-use eddy_broker::{Broker, BrokerSettings, DeviceDirectory, DeviceEntry, DirectoryError};
-use eddy_core::DeviceId;
+use eddy_broker::{Broker, BrokerSettings, NoDevices};
 
 /// Longest any single step may take on a loaded machine.
 pub const STEP: Duration = Duration::from_secs(60);
-
-/// A registry with no devices.
-#[derive(Debug)]
-struct NoDevices;
-
-#[async_trait::async_trait]
-impl DeviceDirectory for NoDevices {
-    async fn device(&self, _: &DeviceId) -> Result<Option<DeviceEntry>, DirectoryError> {
-        Ok(None)
-    }
-    async fn device_online(&self, _: &DeviceId, _: &str) -> Result<(), DirectoryError> {
-        Ok(())
-    }
-    async fn device_offline(&self, _: &DeviceId) -> Result<(), DirectoryError> {
-        Ok(())
-    }
-}
 
 /// A broker admitting anonymous clients to every topic, listening on 127.0.0.1.
 pub async fn open_broker(dir: &std::path::Path) -> (Arc<Broker>, std::net::SocketAddr) {
