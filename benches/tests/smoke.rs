@@ -4,34 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::sync::Arc;
-
-use eddy_broker::clients::{AclAction, AclRule, ClientRules, ClientsSettings, Permission};
-use eddy_broker::{Broker, BrokerSettings, NoDevices};
+// The broker tests' harness: a Broker served on its own, admitting anonymous clients.
+#[path = "../../engine/broker/tests/common/mod.rs"]
+#[allow(dead_code)] // STEP is for the broker tests
+mod common;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_load_generator_runs_and_qos1_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = ClientRules::new(ClientsSettings {
-        enabled: true,
-        anonymous: true,
-        acl: vec![AclRule {
-            permission: Permission::Allow,
-            action: AclAction::All,
-            username: None,
-            client_id: None,
-            topics: vec!["bench/#".into()],
-        }],
-        ..ClientsSettings::default()
-    })
-    .unwrap();
-    let log = eddy_queue::Log::open(dir.path()).unwrap();
-    let broker = Broker::new(BrokerSettings::default(), Arc::new(NoDevices), rules, &log)
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(broker.serve(listener, std::future::pending()));
+    let (_broker, addr) = common::open_broker(dir.path()).await;
+    let port = addr.port();
 
     for (scenario, qos) in [("fan-in", "1"), ("p2p", "0"), ("fan-out", "1")] {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_eddy-bench"))

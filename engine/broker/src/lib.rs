@@ -158,7 +158,7 @@ impl Broker {
                 self.sessions.delete(&session.client_id).await?;
                 continue;
             }
-            let persistent = Arc::new(Persistent::new(expiry, self.queue_max(&session.client_id)));
+            let persistent = Arc::new(Persistent::new(expiry, self.settings.offline_queue_max));
             *persistent.queued() = session.queued;
             self.metrics
                 .queued
@@ -175,11 +175,6 @@ impl Broker {
             tracing::info!(sessions = restored, "persistent sessions restored");
         }
         Ok(())
-    }
-
-    /// The queue limit of a ClientId's persistent session.
-    pub(crate) fn queue_max(&self, _client_id: &str) -> usize {
-        self.settings.offline_queue_max
     }
 
     /// Takes an ended session's queue out of the `queued` gauge.
@@ -200,10 +195,10 @@ impl Broker {
 
     /// Retains `message` (or deletes its topic's, for an empty payload), durably.
     pub(crate) async fn retain(&self, message: &Arc<Message>) -> Result<(), QueueError> {
-        self.retained.set(message).await?;
+        let count = self.retained.set(message).await?;
         self.metrics
             .retained
-            .set(i64::try_from(self.retained.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
         Ok(())
     }
 
@@ -426,7 +421,8 @@ impl Broker {
         Ok(self.sessions.enqueue(batch, client, message, qos))
     }
 
-    fn dropped(&self, reason: &'static str) {
+    /// Counts a delivery dropped for `reason`.
+    pub(crate) fn dropped(&self, reason: &'static str) {
         self.metrics
             .dropped
             .get_or_create(&Reason::of(reason))

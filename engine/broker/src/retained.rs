@@ -126,37 +126,35 @@ impl Retained {
     }
 
     /// Retains `message` for its topic (or deletes the topic's, for an empty payload),
-    /// durably.
-    pub async fn set(&self, message: &Arc<Message>) -> Result<(), QueueError> {
+    /// durably; returns how many retained messages there are then.
+    pub async fn set(&self, message: &Arc<Message>) -> Result<usize, QueueError> {
         let topic = message.topic.as_str();
+        let kept = (!message.payload.is_empty()).then(|| message.clone());
         let mut batch = Batch::new();
-        if message.payload.is_empty() {
-            batch.remove(&self.table, topic.as_bytes().to_vec());
-        } else {
-            batch.insert(
+        match &kept {
+            Some(m) => batch.insert(
                 &self.table,
                 topic.as_bytes().to_vec(),
-                encode_message(message, message.qos),
-            );
+                encode_message(m, m.qos),
+            ),
+            None => batch.remove(&self.table, topic.as_bytes().to_vec()),
         }
         // Memory and log are updated under one lock, so two PUBLISHes to one topic land in
         // the same order in both (the log applies batches in submission order).
-        let pending = {
+        let (pending, count) = {
             let _order = self.writes.lock().await;
-            {
+            let count = {
                 let mut by_topic = self
                     .by_topic
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
-                if message.payload.is_empty() {
-                    by_topic.set(message.topic.levels(), None);
-                } else {
-                    by_topic.set(message.topic.levels(), Some(message.clone()));
-                }
-            }
-            self.log.start(batch, Durability::Sync).await?
+                by_topic.set(message.topic.levels(), kept);
+                by_topic.count
+            };
+            (self.log.start(batch, Durability::Sync).await?, count)
         };
-        pending.wait().await
+        pending.wait().await?;
+        Ok(count)
     }
 
     /// The retained messages a new subscription to `filter` receives, by topic.

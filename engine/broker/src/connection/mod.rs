@@ -226,7 +226,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
     let wants_persistent = (!admitted.session_expiry.is_zero()).then(|| {
         Arc::new(Persistent::new(
             admitted.session_expiry,
-            broker.queue_max(&admitted.client_id),
+            broker.settings.offline_queue_max,
         ))
     });
     let (recorded_tx, recorded) = oneshot::channel();
@@ -429,11 +429,7 @@ async fn session_start(
     let not_before = eddy_core::time::unix_now_ms().saturating_sub(ttl);
     let (queued, expired) = store.queued(&admitted.client_id, not_before).await?;
     for _ in 0..expired {
-        broker
-            .metrics
-            .dropped
-            .get_or_create(&crate::metrics::Reason::of("expired"))
-            .inc();
+        broker.dropped("expired");
     }
     let before = std::mem::replace(&mut *persistent.queued(), queued.len());
     let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);

@@ -21,7 +21,6 @@ use tokio::sync::mpsc;
 use super::properties::publish_properties;
 use super::{Io, ToWriter, wire_qos};
 use crate::Broker;
-use crate::metrics::Reason;
 use crate::session::Persistent;
 use crate::settings::RateLimit;
 
@@ -228,16 +227,8 @@ impl Writer {
             && let Some(oldest) = self.waiting.pop_front()
             && oldest.seq.is_none()
         {
-            self.dropped("overflow");
+            self.broker.dropped("overflow");
         }
-    }
-
-    fn dropped(&self, reason: &'static str) {
-        self.broker
-            .metrics
-            .dropped
-            .get_or_create(&Reason::of(reason))
-            .inc();
     }
 
     async fn handle(&mut self, command: ToWriter) -> Step {
@@ -292,7 +283,7 @@ impl Writer {
                         // Durable: it waits for the rate rather than being lost.
                         self.park(waiting);
                     } else {
-                        self.dropped("rate");
+                        self.broker.dropped("rate");
                         tracing::debug!("delivery over the device's message rate: dropped");
                     }
                     None
@@ -375,7 +366,8 @@ impl Writer {
             encoded_size(message, properties.as_ref()) > usize::try_from(max).unwrap_or(usize::MAX)
         });
         if message.expired(now_ms) || too_large {
-            self.dropped(if too_large { "too_large" } else { "expired" });
+            self.broker
+                .dropped(if too_large { "too_large" } else { "expired" });
             if let Some(seq) = seq {
                 self.acked(seq).await;
             }
