@@ -71,7 +71,11 @@ impl<'a> Resolver<'a> {
         let span = expr.span();
         match expr {
             Expr::Value(_) => Ok(()),
-            Expr::Nested(inner) => self.rewrite(inner, ctx),
+            // A parenthesised path is an expression, not a field selected as is.
+            Expr::Nested(inner) => {
+                let ctx = if ctx == Repr::Json { Repr::Text } else { ctx };
+                self.rewrite(inner, ctx)
+            }
             Expr::BinaryOp { left, op, right } => {
                 let (l, r) = match op {
                     BinaryOperator::And | BinaryOperator::Or | BinaryOperator::Xor => {

@@ -41,10 +41,20 @@ impl RuleSql {
             .tokenize_with_location()
             .map_err(|e| RuleError::from_parser_message(&e.to_string()))?;
         let from = take_from_filter(&mut tokens)?;
+        let end = end_of_input(&tokens);
         let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
-        let mut statements = parser
-            .parse_statements()
-            .map_err(|e| RuleError::from_parser_message(&e.to_string()))?;
+        let mut statements = parser.parse_statements().map_err(|e| {
+            match RuleError::from_parser_message(&e.to_string()) {
+                // sqlparser has no position for "found: EOF"; the end of input is where
+                // the rule stopped short.
+                RuleError::InvalidSql { line: 0, reason, .. } => RuleError::InvalidSql {
+                    line: end.line,
+                    column: end.column,
+                    reason,
+                },
+                other => other,
+            }
+        })?;
         if statements.len() != 1 {
             return Err(RuleError::invalid_nowhere(format!(
                 "a rule is exactly one SELECT statement, found {}",
@@ -122,6 +132,18 @@ impl RuleSql {
     }
 }
 
+/// The position just past the last token that is not whitespace.
+fn end_of_input(
+    tokens: &[datafusion::sql::sqlparser::tokenizer::TokenWithSpan],
+) -> datafusion::sql::sqlparser::tokenizer::Location {
+    tokens
+        .iter()
+        .rev()
+        .find(|t| !matches!(t.token, Token::Whitespace(_)))
+        .map(|t| t.span.end)
+        .unwrap_or(datafusion::sql::sqlparser::tokenizer::Location { line: 1, column: 1 })
+}
+
 /// Finds `FROM '<filter>'`, validates the filter and puts a placeholder table in its place.
 fn take_from_filter(
     tokens: &mut [datafusion::sql::sqlparser::tokenizer::TokenWithSpan],
@@ -136,9 +158,9 @@ fn take_from_filter(
         .iter()
         .position(|&i| matches!(&tokens[i].token, Token::Word(w) if w.keyword == Keyword::FROM));
     let Some(from_at) = from_at else {
-        let end = tokens.last().map(|t| t.span).unwrap_or(Span::empty());
+        let end = end_of_input(tokens);
         return Err(RuleError::invalid(
-            Span::new(end.end, end.end),
+            Span::new(end, end),
             "missing FROM '<topic filter>'",
         ));
     };
