@@ -17,6 +17,8 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::Spanned;
 use datafusion::sql::sqlparser::ast::{Expr, ExprWithAlias, SelectItem};
@@ -148,9 +150,20 @@ impl CompiledRule {
         ));
         let df_schema = DFSchema::try_from(input_schema.as_ref().clone())
             .map_err(|e| RuleError::Internal(e.to_string()))?;
+        let df_schema_ref = Arc::new(df_schema.clone());
+        // Simplification rewrites functions such as coalesce/nvl that DataFusion only
+        // executes in their simplified (CASE) form; volatile calls are never folded.
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(df_schema_ref)
+                .with_config_options(Arc::clone(state.config_options()))
+                .build(),
+        );
         let plan = |expr: Expr, span: Span| -> Result<Arc<dyn PhysicalExpr>, RuleError> {
             let logical = state
                 .create_logical_expr_from_sql_expr(ExprWithAlias { expr, alias: None }, &df_schema)
+                .and_then(|e| simplifier.coerce(e, &df_schema))
+                .and_then(|e| simplifier.simplify(e))
                 .map_err(|e| RuleError::invalid(span, e.message().to_string()))?;
             state
                 .create_physical_expr(logical, &df_schema)

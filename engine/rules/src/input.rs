@@ -34,6 +34,9 @@ pub(crate) struct PathPlan {
     paths: usize,
     /// For each input column, the index of its path in `get_many`'s answer.
     slot: Vec<Option<usize>>,
+    /// For each input column, whether it is the first column of its path: a missing
+    /// field is counted once, however many representations the rule reads it in.
+    first_of_path: Vec<bool>,
 }
 
 impl PathPlan {
@@ -52,6 +55,11 @@ impl PathPlan {
                 InputColumn::Meta(_) => None,
             });
         }
+        let first_of_path = slot
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.is_some() && !slot[..i].contains(s))
+            .collect();
         let mut tree = PointerTree::new();
         for p in &distinct {
             tree.add_path(p.0.iter().map(|s| match s {
@@ -63,6 +71,7 @@ impl PathPlan {
             tree,
             paths: distinct.len(),
             slot,
+            first_of_path,
         }
     }
 }
@@ -211,7 +220,9 @@ impl CompiledRule {
             } else {
                 None
             };
-            for ((column, builder), slot) in self.columns.iter().zip(&mut builders).zip(&plan.slot)
+            let columns = self.columns.iter().zip(&mut builders);
+            for (((column, builder), slot), first) in
+                columns.zip(&plan.slot).zip(&plan.first_of_path)
             {
                 match (column, builder) {
                     (InputColumn::Path(_, repr), b) => {
@@ -226,7 +237,7 @@ impl CompiledRule {
                                 }
                             }
                             None => {
-                                if values.is_some() {
+                                if values.is_some() && *first {
                                     missing += 1;
                                 }
                                 b.append_null();
@@ -236,10 +247,10 @@ impl CompiledRule {
                     (InputColumn::Meta(meta), Builder::Utf8(b)) => match meta {
                         Meta::Topic => b.append_value(m.topic.as_str()),
                         Meta::ProductId => {
-                            b.append_option(device.as_ref().map(|d| d.product_id.as_str()))
+                            b.append_option(device.as_ref().map(|d| d.product_id.as_str()));
                         }
                         Meta::DeviceName => {
-                            b.append_option(device.as_ref().map(|d| d.device_name.as_str()))
+                            b.append_option(device.as_ref().map(|d| d.device_name.as_str()));
                         }
                         Meta::ClientIp => b.append_option(input.client_ip),
                         _ => b.append_null(),
@@ -248,7 +259,7 @@ impl CompiledRule {
                         Meta::Qos => b.append_value(m.qos as i64),
                         Meta::TimestampMs => b.append_value(m.received_at_ms),
                         Meta::PayloadLen => {
-                            b.append_value(i64::try_from(m.payload.len()).unwrap_or(i64::MAX))
+                            b.append_value(i64::try_from(m.payload.len()).unwrap_or(i64::MAX));
                         }
                         _ => b.append_null(),
                     },

@@ -446,7 +446,7 @@ pub(crate) fn as_path(expr: &Expr) -> Result<Option<JsonPath>, RuleError> {
                                 path.0.push(PathSegment::Index(i));
                             }
                             Value::SingleQuotedString(s) => {
-                                path.0.push(PathSegment::Key(s.clone()))
+                                path.0.push(PathSegment::Key(s.clone()));
                             }
                             _ => return Err(RuleError::invalid(v.span, "unsupported subscript")),
                         },

@@ -47,7 +47,9 @@ impl RuleSql {
             match RuleError::from_parser_message(&e.to_string()) {
                 // sqlparser has no position for "found: EOF"; the end of input is where
                 // the rule stopped short.
-                RuleError::InvalidSql { line: 0, reason, .. } => RuleError::InvalidSql {
+                RuleError::InvalidSql {
+                    line: 0, reason, ..
+                } => RuleError::InvalidSql {
                     line: end.line,
                     column: end.column,
                     reason,

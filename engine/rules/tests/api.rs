@@ -24,9 +24,22 @@ fn input_schema_holds_only_referenced_columns() {
         "SELECT temp, humidity, deviceName() AS dev FROM 'ABCDE12345/+/data' WHERE temp > 30",
     )
     .expect("compiles");
-    let names: Vec<_> = rule.input_schema().fields().iter().map(|f| f.name().clone()).collect();
-    assert_eq!(names, ["$json:temp", "$json:humidity", "$device_name", "$num:temp"]);
-    let out: Vec<_> = rule.output_schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<_> = rule
+        .input_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["$json:temp", "$json:humidity", "$device_name", "$num:temp"]
+    );
+    let out: Vec<_> = rule
+        .output_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(out, ["temp", "humidity", "dev"]);
     assert_eq!(rule.topic_filter().as_str(), "ABCDE12345/+/data");
 }
@@ -36,12 +49,22 @@ fn one_compiled_rule_serves_many_batches() {
     let rule = CompiledRule::from_sql("SELECT t FROM '#' WHERE t > 1").expect("compiles");
     for round in 0..3 {
         let messages: Vec<_> = (0..5).map(|i| msg(&format!(r#"{{"t": {i}}}"#))).collect();
-        let inputs: Vec<_> = messages.iter().map(|m| RuleInput { message: m, client_ip: None }).collect();
-        let out = rule.evaluate(&rule.decode(&inputs).expect("decode")).expect("evaluate");
+        let inputs: Vec<_> = messages
+            .iter()
+            .map(|m| RuleInput {
+                message: m,
+                client_ip: None,
+            })
+            .collect();
+        let out = rule
+            .evaluate(&rule.decode(&inputs).expect("decode"))
+            .expect("evaluate");
         assert_eq!(out.num_rows(), 3, "round {round}");
     }
     assert_eq!(rule.stats().rows, 15);
-    let empty = rule.evaluate(&rule.decode(&[]).expect("decode")).expect("evaluate");
+    let empty = rule
+        .evaluate(&rule.decode(&[]).expect("decode"))
+        .expect("evaluate");
     assert!(rows_as_json(&empty).is_empty());
 }
 
@@ -50,7 +73,12 @@ fn a_batch_of_another_schema_is_refused() {
     let a = CompiledRule::from_sql("SELECT a FROM '#'").expect("compiles");
     let b = CompiledRule::from_sql("SELECT b FROM '#'").expect("compiles");
     let m = msg("{}");
-    let batch = a.decode(&[RuleInput { message: &m, client_ip: None }]).expect("decode");
+    let batch = a
+        .decode(&[RuleInput {
+            message: &m,
+            client_ip: None,
+        }])
+        .expect("decode");
     assert!(matches!(b.evaluate(&batch), Err(RuleError::Internal(_))));
 }
 
