@@ -31,6 +31,8 @@ pub struct RuleInput<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct PathPlan {
     tree: PointerTree,
+    /// The same paths one by one, for payloads `get_many` refuses as a whole.
+    pointers: Vec<Vec<PointerNode>>,
     paths: usize,
     /// For each input column, the index of its path in `get_many`'s answer.
     slot: Vec<Option<usize>>,
@@ -60,18 +62,52 @@ impl PathPlan {
             .enumerate()
             .map(|(i, s)| s.is_some() && !slot[..i].contains(s))
             .collect();
+        let pointers: Vec<Vec<PointerNode>> = distinct
+            .iter()
+            .map(|p| {
+                p.0.iter()
+                    .map(|s| match s {
+                        PathSegment::Key(k) => PointerNode::Key(sonic_rs::FastStr::new(k)),
+                        PathSegment::Index(i) => PointerNode::Index(*i),
+                    })
+                    .collect()
+            })
+            .collect();
         let mut tree = PointerTree::new();
-        for p in &distinct {
-            tree.add_path(p.0.iter().map(|s| match s {
-                PathSegment::Key(k) => PointerNode::Key(sonic_rs::FastStr::new(k)),
-                PathSegment::Index(i) => PointerNode::Index(*i),
-            }));
+        for p in &pointers {
+            tree.add_path(p.iter());
         }
         Self {
             tree,
             paths: distinct.len(),
+            pointers,
             slot,
             first_of_path,
+        }
+    }
+}
+
+impl PathPlan {
+    /// The referenced values of one payload, in path order; `None` if it is not JSON.
+    ///
+    /// `get_many` answers in one pass but fails as a whole when one path runs through a
+    /// scalar (`a.b` where `a` is 5); only then are the paths looked up one by one, so a
+    /// device that changes its payload's shape loses only the fields that moved.
+    fn lookup<'de>(&self, payload: &'de [u8]) -> Option<Vec<Option<LazyValue<'de>>>> {
+        match sonic_rs::get_many(payload, &self.tree) {
+            Ok(values) => Some(values),
+            Err(e) if e.is_syntax() || e.is_eof() => None,
+            Err(_) => {
+                let mut values = Vec::with_capacity(self.pointers.len());
+                for p in &self.pointers {
+                    match sonic_rs::get(payload, p.iter()) {
+                        Ok(v) => values.push(Some(v)),
+                        Err(e) if e.is_syntax() || e.is_eof() => return None,
+                        Err(_) => values.push(None),
+                    }
+                }
+                Some(values)
+            }
         }
     }
 }
@@ -210,13 +246,11 @@ impl CompiledRule {
                 .then(|| DeviceId::from_client_id(&m.publisher).ok())
                 .flatten();
             let values = if plan.paths > 0 {
-                match sonic_rs::get_many(m.payload.as_ref(), &plan.tree) {
-                    Ok(v) => Some(v),
-                    Err(_) => {
-                        not_json += 1;
-                        None
-                    }
+                let values = plan.lookup(m.payload.as_ref());
+                if values.is_none() {
+                    not_json += 1;
                 }
+                values
             } else {
                 None
             };

@@ -11,9 +11,10 @@ use crate::compile::{JSON_KIND_KEY, JSON_KIND_PAYLOAD, JSON_KIND_RAW};
 /// One JSON object per row of a rule's output batch.
 ///
 /// - a selected payload field keeps its JSON value as the device sent it;
-/// - `*` spreads the payload object's fields into the row; a payload that is not a JSON
-///   object becomes `"payload": "<base64>"` (the bytes themselves stay untouched in the
-///   batch's `payload` column for actions that take bytes);
+/// - `*` spreads the payload object's fields into the row; any other JSON payload becomes
+///   `"payload": <that value>`, and a payload that is not JSON `"payload": "<base64>"`
+///   (the bytes themselves stay untouched in the batch's `payload` column for actions
+///   that take bytes);
 /// - Float64 results that are whole numbers below 2⁵³ are written as integers
 ///   (`temp * 2` → `62`, not `62.0`), as a JavaScript-based engine would;
 /// - NULL is written as `null`; binary results as base64.
@@ -75,7 +76,10 @@ fn spread_payload(row: &mut Map<String, Value>, name: &str, column: &ArrayRef, i
     let bytes = column.as_binary::<i32>().value(i);
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(fields)) => row.extend(fields),
-        _ => {
+        Ok(other) => {
+            row.insert(name.to_owned(), other);
+        }
+        Err(_) => {
             row.insert(
                 name.to_owned(),
                 Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
