@@ -1,0 +1,70 @@
+//! Eddy's rule engine core: Tencent rule SQL compiled once onto DataFusion and evaluated
+//! on Arrow micro-batches. In ARCHITECTURE.md's diagram this is the "DataFusion SQL rules"
+//! box: it sees batches of accepted messages, never connections, and knows nothing of the
+//! broker, the API or the actions.
+//!
+//! ```text
+//!  "SELECT temp, deviceName() AS dev FROM 'PID/+/data' WHERE temp > 30"
+//!        │ RuleSql::parse           (sqlparser; FROM is a quoted MQTT topic filter)
+//!        ▼
+//!  RuleSql ──CompiledRule::compile──▶ input schema ($num:temp, $json:temp, $device_name)
+//!                                     + physical WHERE / SELECT expressions (planned once)
+//!  [Message] ──CompiledRule::decode──▶ RecordBatch (only referenced columns)
+//!        ──CompiledRule::evaluate──▶ output RecordBatch ──rows_as_json──▶ forwarded JSON
+//! ```
+//!
+//! # The dialect
+//! `SELECT <items> FROM '<topic filter>' [WHERE <condition>]`. Items are `*`, payload
+//! fields (`temp`, `device_status.switch`, `a.b[0].c`), expressions, `AS` aliases and
+//! function calls. No joins, grouping, ordering, subqueries or windows (yet).
+//! An unaliased field is named by its last key (`device_status.switch` → `switch`), an
+//! unaliased expression by its SQL text.
+//!
+//! # Type rules
+//! The input schema is fixed at compile time, so each payload path gets a column typed by
+//! how the SQL uses it; a path used in several ways gets one column per use, all filled
+//! from the same single pass over the payload:
+//! - **selected as is** (`SELECT temp`): the value's raw JSON text, written back as the same
+//!   JSON value (a number stays a number, an object stays an object);
+//! - **numeric** (compared with a number, arithmetic, BETWEEN/IN with numbers, numeric
+//!   functions, `CAST(x AS INT…)`): Float64. JSON numbers, and strings holding a number
+//!   (`"31"`, Tencent-like leniency: `temp > 30` is true for `"temp":"31"`); anything
+//!   else is NULL and a type mismatch;
+//! - **boolean** (operand of AND/OR/NOT, the whole WHERE, compared with TRUE/FALSE):
+//!   JSON booleans and the strings `"true"`/`"false"`; anything else NULL, a mismatch;
+//! - **text** (everything else: string functions, comparison with a string, LIKE, IS NULL):
+//!   strings unquoted; numbers, booleans, objects and arrays as their JSON text.
+//!
+//! A missing field, JSON `null`, or a payload that is not JSON gives NULL; the first and
+//! last are counted ([`RuleStats`]). Nothing in a payload can make decoding fail or panic.
+//! SQL three-valued logic then applies: `WHERE temp > 30` drops rows whose temp is NULL.
+//!
+//! # Functions
+//! Tencent's: `productId()`, `deviceName()`, `topic()`, `topic(n)`, `clientip()` (Eddy),
+//! `timestamp()` (seconds the broker accepted the message), `payloadLen()`, `upper`,
+//! `lower`, `concat`, `replace`, `substring(s, start[, len])` (1-based), `to_hex`,
+//! `bin_to_dec`, `crypto(x, 'MD5|SHA1|SHA256|SHA384|SHA512')`, `randint([n])`, `newuuid()`,
+//! `requestId()`. How each is implemented is listed in the `functions` module.
+//!
+//! DataFusion's scalar functions of these families are available as well: string
+//! (`ltrim`, `btrim`, `split_part`, `starts_with`, `repeat`, `octet_length`, `uuid`, …),
+//! unicode (`length`, `left`, `right`, `lpad`, `rpad`, `reverse`, `strpos`, …), math
+//! (`abs`, `round`, `floor`, `ceil`, `sqrt`, `power`, `ln`, `log10`, …), crypto (`md5`,
+//! `sha224`, `sha256`, `sha384`, `sha512`, `digest`), encoding (`encode`, `decode`) and
+//! the core ones (`coalesce`, `nullif`, `CASE`, `CAST`). Date/time, regex, array and
+//! aggregate functions are not built in (their DataFusion features are off).
+
+mod columns;
+mod compile;
+mod error;
+mod functions;
+mod input;
+mod output;
+mod rewrite;
+mod sql;
+
+pub use compile::{CompiledRule, JSON_KIND_KEY, JSON_KIND_PAYLOAD, JSON_KIND_RAW, RuleStats};
+pub use error::RuleError;
+pub use input::RuleInput;
+pub use output::rows_as_json;
+pub use sql::RuleSql;
