@@ -96,6 +96,8 @@ pub struct Broker {
     /// connection's "offline"). At most two events per connection are ever queued.
     status: mpsc::UnboundedSender<StatusEvent>,
     status_inbox: Mutex<Option<mpsc::UnboundedReceiver<StatusEvent>>>,
+    /// The later stage that sees every accepted message (the rule engine), once wired.
+    tap: std::sync::OnceLock<Arc<dyn eddy_core::MessageTap>>,
     /// When each device last connected successfully (one entry per device ever seen).
     last_connect: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Failed authentications per source address: (count, start of the window).
@@ -132,6 +134,7 @@ impl Broker {
             retained: retained::Retained::open(log)?,
             status,
             status_inbox: Mutex::new(Some(inbox)),
+            tap: std::sync::OnceLock::new(),
             last_connect: Mutex::default(),
             auth_failures: Mutex::default(),
         });
@@ -309,7 +312,7 @@ impl Broker {
     /// durable in the queue of every persistent session it was routed to, so the caller
     /// may acknowledge it; an error means it is not, and must not be acknowledged.
     pub async fn route(&self, message: &Arc<Message>) -> Result<(), QueueError> {
-        if let Some(durable) = self.route_start(message).await? {
+        if let Some(durable) = self.route_start(message, None).await? {
             durable.wait().await?;
         }
         Ok(())
@@ -321,11 +324,21 @@ impl Broker {
     pub(crate) async fn route_start(
         &self,
         message: &Arc<Message>,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Option<eddy_queue::Pending>, QueueError> {
         self.metrics.messages_in.inc();
         let deliveries = self.router.deliveries(&message.topic, &message.publisher);
         let (_, durable) = self.route_to_start(message, deliveries.into_iter()).await?;
+        if let Some(full) = self.tap.get().and_then(|tap| tap.offer(message, client_ip)) {
+            full.await;
+        }
         Ok(durable)
+    }
+
+    /// Wires the stage that sees every accepted message from now on (the rule engine);
+    /// false if one is wired already.
+    pub fn set_tap(&self, tap: Arc<dyn eddy_core::MessageTap>) -> bool {
+        self.tap.set(tap).is_ok()
     }
 
     /// Routes `message` to the given subscribers, waiting until it is durable.
@@ -510,6 +523,15 @@ impl Broker {
                 },
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl eddy_core::Publish for Broker {
+    async fn publish(&self, message: Message) -> Result<(), eddy_core::PublishError> {
+        self.route(&Arc::new(message))
+            .await
+            .map_err(|e| eddy_core::PublishError(e.to_string()))
     }
 }
 

@@ -5,11 +5,15 @@
 //! Eddy crate and does no I/O: it owns names, validation and small pure helpers.
 //!
 //! - [`downlink`]: the trait the API uses to send one device a message.
+//! - [`filter_index`]: many topic filters looked up by topic, in time independent of
+//!   their count (the rule engine's index).
 //! - [`ids`]: `ProductId`, `ProductName`, `DeviceName`, `DeviceId` with Tencent's rules.
 //! - [`topic`]: validated MQTT topic names and filters, matching and coverage.
 //! - [`topic_class`]: per-product topic permission classes (Tencent's default classes and
 //!   custom ones) and their `${deviceName}` templates.
 //! - [`credential`]: how a product's devices authenticate and register.
+//! - [`pipeline`]: how accepted messages leave the broker (`MessageTap`) and how later
+//!   stages publish back into it (`Publish`).
 //! - [`message`]: an accepted message and its QoS, as stages after the transport see it.
 //! - [`secret`]: secrets that never print.
 //! - [`time`]: unix-time helpers used for stored timestamps.
@@ -38,8 +42,10 @@ macro_rules! string_newtype_display {
 
 pub mod credential;
 pub mod downlink;
+pub mod filter_index;
 pub mod ids;
 pub mod message;
+pub mod pipeline;
 pub mod secret;
 pub mod time;
 pub mod topic;
@@ -47,8 +53,10 @@ pub mod topic_class;
 
 pub use credential::{EncryptionType, RegisterType};
 pub use downlink::{Downlink, DownlinkOutcome};
+pub use filter_index::FilterIndex;
 pub use ids::{DeviceId, DeviceName, IdError, ProductId, ProductName};
 pub use message::{Message, MessageProperties, QoS};
+pub use pipeline::{Backpressure, MessageTap, Publish, PublishError};
 pub use secret::SecretString;
 pub use topic::{Topic, TopicError, TopicFilter};
 pub use topic_class::{Privilege, TopicClass};

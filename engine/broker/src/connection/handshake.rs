@@ -234,6 +234,7 @@ pub(super) async fn handshake(
                 will,
                 receive_max: connect.receive_max,
                 max_packet_size: connect.max_packet_size,
+                peer_ip: peer.ip(),
             }))
         }
         Err(refusal) => {

@@ -181,6 +181,8 @@ pub(super) struct Admitted {
     pub(super) receive_max: u16,
     /// The client's MQTT 5 Maximum Packet Size.
     pub(super) max_packet_size: Option<u32>,
+    /// The address it connected from, for the rule engine's `clientip()`.
+    pub(super) peer_ip: std::net::IpAddr,
 }
 
 /// What an admitted client may publish and subscribe to.

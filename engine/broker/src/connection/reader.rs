@@ -461,7 +461,7 @@ async fn publish(
     if message.retain {
         broker.retain(&message).await?;
     }
-    let durable = broker.route_start(&message).await?;
+    let durable = broker.route_start(&message, Some(client.peer_ip)).await?;
     Ok((ack(None), durable))
 }
 
