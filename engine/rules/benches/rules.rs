@@ -8,7 +8,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use eddy_core::{Message, QoS, Topic};
-use eddy_rules::{CompiledRule, RuleInput};
+use eddy_rules::{CompiledRule, MessageBatchBuilder};
 
 const SQL: &str =
     "SELECT temp, humidity, deviceName() AS dev FROM 'ABCDE12345/+/data' WHERE temp > 30";
@@ -42,19 +42,14 @@ fn bench(c: &mut Criterion) {
     let sizes = all.iter().map(|m| m.payload.len()).sum::<usize>() / all.len();
     let mut group = c.benchmark_group(format!("rule decode+filter+project ({sizes} B payload)"));
     for batch in [1usize, 64, 1024, 8192] {
-        let inputs: Vec<RuleInput<'_>> = all[..batch]
-            .iter()
-            .map(|m| RuleInput {
-                message: m,
-                client_ip: None,
-            })
-            .collect();
+        let mut builder = MessageBatchBuilder::with_capacity(batch);
+        for (seq, m) in (0..).zip(&all[..batch]) {
+            builder.append(m, None, seq);
+        }
+        let messages = builder.finish();
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(batch), &inputs, |b, inputs| {
-            b.iter(|| {
-                let input = rule.decode(black_box(inputs)).expect("decode");
-                black_box(rule.evaluate(&input).expect("evaluate"))
-            });
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &messages, |b, m| {
+            b.iter(|| black_box(rule.run(black_box(m)).expect("run")));
         });
     }
     group.finish();

@@ -104,7 +104,8 @@ impl InputColumn {
 
     pub(crate) fn data_type(&self) -> DataType {
         match self {
-            Self::Meta(Meta::Qos | Meta::TimestampMs | Meta::PayloadLen) => DataType::Int64,
+            Self::Meta(Meta::Qos) => DataType::UInt8,
+            Self::Meta(Meta::TimestampMs | Meta::PayloadLen) => DataType::Int64,
             Self::Meta(Meta::Payload) => DataType::Binary,
             Self::Meta(_) => DataType::Utf8,
             Self::Path(_, Repr::Num) => DataType::Float64,

@@ -1,4 +1,4 @@
-//! Turning accepted messages into a rule's input batch.
+//! Turning a batch of accepted messages into a rule's input batch.
 //!
 //! Each JSON payload is read once, by sonic-rs's `get_many`: one pass over the bytes that
 //! stops descending into anything no referenced path needs, and yields the raw text of
@@ -10,22 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch,
-    RecordBatchOptions, StringBuilder,
+    ArrayRef, AsArray, BinaryArray, BooleanBuilder, Float64Builder, Int64Array, RecordBatch,
+    RecordBatchOptions, StringBuilder, new_null_array,
 };
-use eddy_core::{DeviceId, Message};
 use sonic_rs::{JsonType, JsonValueTrait, LazyValue, PointerNode, PointerTree};
 
+use crate::batch::{self, MessageBatch};
 use crate::columns::{InputColumn, JsonPath, Meta, PathSegment, Repr};
 use crate::{CompiledRule, RuleError};
-
-/// One accepted message offered to a rule, with what the broker knows of its sender.
-#[derive(Debug, Clone, Copy)]
-pub struct RuleInput<'a> {
-    pub message: &'a Message,
-    /// The publishing connection's IP address, for `clientip()`.
-    pub client_ip: Option<&'a str>,
-}
 
 /// The payload paths of a rule and, per input column, which path it reads.
 #[derive(Debug, Default)]
@@ -116,23 +108,14 @@ enum Builder {
     Utf8(StringBuilder),
     F64(Float64Builder),
     Bool(BooleanBuilder),
-    I64(Int64Builder),
-    Bin(BinaryBuilder),
 }
 
 impl Builder {
-    fn for_column(c: &InputColumn, rows: usize) -> Self {
-        match c {
-            InputColumn::Meta(Meta::Qos | Meta::TimestampMs | Meta::PayloadLen) => {
-                Self::I64(Int64Builder::with_capacity(rows))
-            }
-            InputColumn::Meta(Meta::Payload) => {
-                Self::Bin(BinaryBuilder::with_capacity(rows, rows * 128))
-            }
-            InputColumn::Meta(_) => Self::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
-            InputColumn::Path(_, Repr::Num) => Self::F64(Float64Builder::with_capacity(rows)),
-            InputColumn::Path(_, Repr::Bool) => Self::Bool(BooleanBuilder::with_capacity(rows)),
-            InputColumn::Path(_, _) => Self::Utf8(StringBuilder::with_capacity(rows, rows * 8)),
+    fn for_path(repr: Repr, rows: usize) -> Self {
+        match repr {
+            Repr::Num => Self::F64(Float64Builder::with_capacity(rows)),
+            Repr::Bool => Self::Bool(BooleanBuilder::with_capacity(rows)),
+            Repr::Json | Repr::Text => Self::Utf8(StringBuilder::with_capacity(rows, rows * 8)),
         }
     }
 
@@ -141,8 +124,6 @@ impl Builder {
             Self::Utf8(b) => b.append_null(),
             Self::F64(b) => b.append_null(),
             Self::Bool(b) => b.append_null(),
-            Self::I64(b) => b.append_null(),
-            Self::Bin(b) => b.append_null(),
         }
     }
 
@@ -151,8 +132,6 @@ impl Builder {
             Self::Utf8(mut b) => Arc::new(b.finish()),
             Self::F64(mut b) => Arc::new(b.finish()),
             Self::Bool(mut b) => Arc::new(b.finish()),
-            Self::I64(mut b) => Arc::new(b.finish()),
-            Self::Bin(mut b) => Arc::new(b.finish()),
         }
     }
 }
@@ -213,92 +192,64 @@ fn append_value(builder: &mut Builder, repr: Repr, value: &LazyValue<'_>) -> boo
                 }
             }
         }
-        (b, _) => {
-            b.append_null();
-            return false;
-        }
     }
     true
 }
 
 impl CompiledRule {
-    /// Builds this rule's input batch from messages: metadata columns from the message,
-    /// payload columns decoded from its JSON. Never fails on payload content: a missing
-    /// field, a value of the wrong type or a payload that is not JSON becomes NULL and is
-    /// counted in [`stats`](Self::stats).
-    pub fn decode(&self, inputs: &[RuleInput<'_>]) -> Result<RecordBatch, RuleError> {
-        let rows = inputs.len();
-        let mut builders: Vec<Builder> = self
+    /// Builds this rule's input batch from a batch of accepted messages: the metadata
+    /// columns the rule references are the message batch's own arrays (shared, not
+    /// copied), payload columns are decoded from its payload column. Never fails on
+    /// payload content: a missing field, a value of the wrong type or a payload that is
+    /// not JSON becomes NULL and is counted in [`stats`](Self::stats).
+    pub fn decode(&self, batch: &MessageBatch) -> Result<RecordBatch, RuleError> {
+        let messages = batch.record_batch();
+        let rows = messages.num_rows();
+        let payloads = messages
+            .column(batch::PAYLOAD)
+            .as_binary_opt::<i32>()
+            .ok_or_else(|| RuleError::Internal("payload column is not Binary".into()))?;
+        let mut builders: Vec<Option<Builder>> = self
             .columns
             .iter()
-            .map(|c| Builder::for_column(c, rows))
+            .map(|c| match c {
+                InputColumn::Path(_, repr) => Some(Builder::for_path(*repr, rows)),
+                InputColumn::Meta(_) => None,
+            })
             .collect();
         let plan = &self.paths;
-        let needs_device = self
-            .columns
-            .iter()
-            .any(|c| matches!(c, InputColumn::Meta(Meta::ProductId | Meta::DeviceName)));
         let (mut not_json, mut missing, mut mismatched) = (0u64, 0u64, 0u64);
 
-        for input in inputs {
-            let m = input.message;
-            let device = needs_device
-                .then(|| DeviceId::from_client_id(&m.publisher).ok())
-                .flatten();
-            let values = if plan.paths > 0 {
-                let values = plan.lookup(m.payload.as_ref());
+        if plan.paths > 0 {
+            for payload in payloads.iter() {
+                let values = payload.and_then(|p| plan.lookup(p));
                 if values.is_none() {
                     not_json += 1;
                 }
-                values
-            } else {
-                None
-            };
-            let columns = self.columns.iter().zip(&mut builders);
-            for (((column, builder), slot), first) in
-                columns.zip(&plan.slot).zip(&plan.first_of_path)
-            {
-                match (column, builder) {
-                    (InputColumn::Path(_, repr), b) => {
-                        let value = values
-                            .as_ref()
-                            .and_then(|v| slot.and_then(|s| v.get(s)))
-                            .and_then(Option::as_ref);
-                        match value {
-                            Some(v) => {
-                                if !append_value(b, *repr, v) {
-                                    mismatched += 1;
-                                }
+                let columns = self.columns.iter().zip(&mut builders);
+                for (((column, builder), slot), first) in
+                    columns.zip(&plan.slot).zip(&plan.first_of_path)
+                {
+                    let (InputColumn::Path(_, repr), Some(b)) = (column, builder) else {
+                        continue;
+                    };
+                    let value = values
+                        .as_ref()
+                        .and_then(|v| slot.and_then(|s| v.get(s)))
+                        .and_then(Option::as_ref);
+                    match value {
+                        Some(v) => {
+                            if !append_value(b, *repr, v) {
+                                mismatched += 1;
                             }
-                            None => {
-                                if values.is_some() && *first {
-                                    missing += 1;
-                                }
-                                b.append_null();
+                        }
+                        None => {
+                            if values.is_some() && *first {
+                                missing += 1;
                             }
+                            b.append_null();
                         }
                     }
-                    (InputColumn::Meta(meta), Builder::Utf8(b)) => match meta {
-                        Meta::Topic => b.append_value(m.topic.as_str()),
-                        Meta::ProductId => {
-                            b.append_option(device.as_ref().map(|d| d.product_id.as_str()));
-                        }
-                        Meta::DeviceName => {
-                            b.append_option(device.as_ref().map(|d| d.device_name.as_str()));
-                        }
-                        Meta::ClientIp => b.append_option(input.client_ip),
-                        _ => b.append_null(),
-                    },
-                    (InputColumn::Meta(meta), Builder::I64(b)) => match meta {
-                        Meta::Qos => b.append_value(m.qos as i64),
-                        Meta::TimestampMs => b.append_value(m.received_at_ms),
-                        Meta::PayloadLen => {
-                            b.append_value(i64::try_from(m.payload.len()).unwrap_or(i64::MAX));
-                        }
-                        _ => b.append_null(),
-                    },
-                    (InputColumn::Meta(_), Builder::Bin(b)) => b.append_value(m.payload.as_ref()),
-                    (InputColumn::Meta(_), b) => b.append_null(),
                 }
             }
         }
@@ -307,11 +258,49 @@ impl CompiledRule {
         c.not_json.fetch_add(not_json, Ordering::Relaxed);
         c.missing_fields.fetch_add(missing, Ordering::Relaxed);
         c.type_mismatches.fetch_add(mismatched, Ordering::Relaxed);
-        let arrays = builders.into_iter().map(Builder::finish).collect();
+        let arrays = self
+            .columns
+            .iter()
+            .zip(builders)
+            .map(|(column, builder)| match (column, builder) {
+                (_, Some(b)) => b.finish(),
+                (InputColumn::Meta(meta), None) => meta_column(*meta, messages, payloads),
+                // Not reached: every path column has a builder.
+                (c @ InputColumn::Path(..), None) => new_null_array(&c.data_type(), rows),
+            })
+            .collect();
         Ok(RecordBatch::try_new_with_options(
             Arc::clone(self.input_schema()),
             arrays,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )?)
     }
+
+    /// [`decode`](Self::decode), then [`evaluate`](Self::evaluate).
+    pub fn run(&self, batch: &MessageBatch) -> Result<RecordBatch, RuleError> {
+        self.evaluate(&self.decode(batch)?)
+    }
+}
+
+/// A metadata column of the rule's input: the message batch's array itself, except the
+/// payload length, which is read off the payload column's offsets.
+fn meta_column(meta: Meta, messages: &RecordBatch, payloads: &BinaryArray) -> ArrayRef {
+    let index = match meta {
+        Meta::Topic => batch::TOPIC,
+        Meta::ProductId => batch::PRODUCT_ID,
+        Meta::DeviceName => batch::DEVICE_NAME,
+        Meta::ClientIp => batch::CLIENT_IP,
+        Meta::Qos => batch::QOS,
+        Meta::TimestampMs => batch::TIMESTAMP_MS,
+        Meta::Payload => batch::PAYLOAD,
+        Meta::PayloadLen => {
+            let lengths: Int64Array = payloads
+                .offsets()
+                .windows(2)
+                .map(|w| i64::from(w[1] - w[0]))
+                .collect();
+            return Arc::new(lengths);
+        }
+    };
+    Arc::clone(messages.column(index))
 }

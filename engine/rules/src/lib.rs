@@ -9,8 +9,10 @@
 //!        ▼
 //!  RuleSql ──CompiledRule::compile──▶ input schema ($num:temp, $json:temp, $device_name)
 //!                                     + physical WHERE / SELECT expressions (planned once)
-//!  [Message] ──CompiledRule::decode──▶ RecordBatch (only referenced columns)
+//!  [Message] ──MessageBatchBuilder──▶ MessageBatch (metadata columns + payload, shared)
+//!        ──CompiledRule::decode──▶ RecordBatch (only referenced columns; metadata zero-copy)
 //!        ──CompiledRule::evaluate──▶ output RecordBatch ──rows_as_json──▶ forwarded JSON
+//!  (CompiledRule::run = decode + evaluate)
 //! ```
 //!
 //! # The dialect
@@ -54,6 +56,7 @@
 //! the core ones (`coalesce`, `nullif`, `CASE`, `CAST`). Date/time, regex, array and
 //! aggregate functions are not built in (their DataFusion features are off).
 
+mod batch;
 mod columns;
 mod compile;
 mod error;
@@ -63,8 +66,8 @@ mod output;
 mod rewrite;
 mod sql;
 
+pub use batch::{MessageBatch, MessageBatchBuilder};
 pub use compile::{CompiledRule, JSON_KIND_KEY, JSON_KIND_PAYLOAD, JSON_KIND_RAW, RuleStats};
 pub use error::RuleError;
-pub use input::RuleInput;
 pub use output::rows_as_json;
 pub use sql::RuleSql;

@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use eddy_core::{Message, QoS, Topic};
-use eddy_rules::{CompiledRule, RuleError, RuleInput, RuleSql, rows_as_json};
+use eddy_rules::{
+    CompiledRule, MessageBatch, MessageBatchBuilder, RuleError, RuleSql, rows_as_json,
+};
 
 fn msg(payload: &str) -> Message {
     Message {
@@ -16,6 +18,14 @@ fn msg(payload: &str) -> Message {
         received_at_ms: 1_700_000_000_000,
         properties: None,
     }
+}
+
+fn batch(payloads: &[&str]) -> MessageBatch {
+    let mut b = MessageBatchBuilder::with_capacity(payloads.len());
+    for (seq, p) in (0..).zip(payloads) {
+        b.append(&msg(p), None, seq);
+    }
+    b.finish()
 }
 
 #[test]
@@ -48,23 +58,13 @@ fn input_schema_holds_only_referenced_columns() {
 fn one_compiled_rule_serves_many_batches() {
     let rule = CompiledRule::from_sql("SELECT t FROM '#' WHERE t > 1").expect("compiles");
     for round in 0..3 {
-        let messages: Vec<_> = (0..5).map(|i| msg(&format!(r#"{{"t": {i}}}"#))).collect();
-        let inputs: Vec<_> = messages
-            .iter()
-            .map(|m| RuleInput {
-                message: m,
-                client_ip: None,
-            })
-            .collect();
-        let out = rule
-            .evaluate(&rule.decode(&inputs).expect("decode"))
-            .expect("evaluate");
+        let payloads: Vec<_> = (0..5).map(|i| format!(r#"{{"t": {i}}}"#)).collect();
+        let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
+        let out = rule.run(&batch(&payloads)).expect("run");
         assert_eq!(out.num_rows(), 3, "round {round}");
     }
     assert_eq!(rule.stats().rows, 15);
-    let empty = rule
-        .evaluate(&rule.decode(&[]).expect("decode"))
-        .expect("evaluate");
+    let empty = rule.run(&batch(&[])).expect("run");
     assert!(rows_as_json(&empty).is_empty());
 }
 
@@ -72,14 +72,37 @@ fn one_compiled_rule_serves_many_batches() {
 fn a_batch_of_another_schema_is_refused() {
     let a = CompiledRule::from_sql("SELECT a FROM '#'").expect("compiles");
     let b = CompiledRule::from_sql("SELECT b FROM '#'").expect("compiles");
-    let m = msg("{}");
-    let batch = a
-        .decode(&[RuleInput {
-            message: &m,
-            client_ip: None,
-        }])
-        .expect("decode");
-    assert!(matches!(b.evaluate(&batch), Err(RuleError::Internal(_))));
+    let input = a.decode(&batch(&["{}"])).expect("decode");
+    assert!(matches!(b.evaluate(&input), Err(RuleError::Internal(_))));
+}
+
+#[test]
+fn metadata_columns_are_the_message_batch_arrays() {
+    let rule = CompiledRule::from_sql(
+        "SELECT topic() AS t, deviceName() AS d, qos() AS q, * FROM '#' WHERE timestamp() > 0",
+    )
+    .expect("compiles");
+    let messages = batch(&[r#"{"a": 1}"#, "x"]);
+    let input = rule.decode(&messages).expect("decode");
+    let shared = |name: &str, column: &str| {
+        let a = input.column_by_name(name).expect("input column");
+        let b = messages
+            .record_batch()
+            .column_by_name(column)
+            .expect("message column");
+        a.to_data().ptr_eq(&b.to_data())
+    };
+    assert!(shared("$topic", "topic"));
+    assert!(shared("$device_name", "device_name"));
+    assert!(shared("$qos", "qos"));
+    assert!(shared("$timestamp_ms", "timestamp_ms"));
+    assert!(shared("$payload", "payload"));
+    let rows = rows_as_json(&rule.evaluate(&input).expect("evaluate"));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["t"], "ABCDE12345/dev1/data");
+    assert_eq!(rows[0]["d"], "dev1");
+    assert_eq!(rows[0]["q"], 0);
+    assert_eq!(rows[0]["a"], 1);
 }
 
 #[test]

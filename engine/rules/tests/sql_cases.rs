@@ -19,7 +19,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use eddy_core::{Message, QoS, Topic};
-use eddy_rules::{CompiledRule, RuleError, RuleInput, rows_as_json};
+use eddy_rules::{CompiledRule, MessageBatchBuilder, RuleError, rows_as_json};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -113,16 +113,12 @@ fn run(path: &Path) -> anyhow::Result<()> {
         .iter()
         .map(message)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let inputs: Vec<RuleInput<'_>> = messages
-        .iter()
-        .zip(&case.input)
-        .map(|(m, i)| RuleInput {
-            message: m,
-            client_ip: i.client_ip.as_deref(),
-        })
-        .collect();
-    let batch = rule.decode(&inputs)?;
-    let out = rule.evaluate(&batch)?;
+    let mut builder = MessageBatchBuilder::with_capacity(messages.len());
+    for (seq, (m, i)) in (0..).zip(messages.iter().zip(&case.input)) {
+        let ip = i.client_ip.as_deref().map(str::parse).transpose()?;
+        builder.append(m, ip, seq);
+    }
+    let out = rule.run(&builder.finish())?;
     let mut rows = rows_as_json(&out);
     for row in &mut rows {
         for (field, kind) in &case.kinds {
