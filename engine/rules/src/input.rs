@@ -18,7 +18,7 @@ use arrow::array::{
 
 use crate::batch::{self, MessageBatch};
 use crate::columns::{InputColumn, JsonPath, Meta, Repr};
-use crate::scan::{Found, Kind, PathTrie, Scanner};
+use crate::scan::{Found, Kind, PathTrie, Scanner, number_value};
 use crate::{CompiledRule, RuleError};
 
 /// The payload paths of a rule and, per input column, which path it reads.
@@ -129,9 +129,7 @@ fn append_value(builder: &mut Builder, repr: Repr, payload: &[u8], value: Found)
         }
         (Builder::F64(b), kind) => {
             let parsed = match kind {
-                Kind::Number => std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|s| s.parse::<f64>().ok()),
+                Kind::Number => number_value(raw),
                 // Tencent-like leniency: "31" compares as 31.
                 _ if is_string => string_text(raw, kind).and_then(|s| s.trim().parse::<f64>().ok()),
                 _ => None,

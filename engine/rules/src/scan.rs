@@ -375,6 +375,15 @@ impl Cursor<'_> {
         self.at += 1;
         let mut escaped = false;
         loop {
+            // Eight bytes at a time while none of them ends the plain run.
+            while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
+                let mut word = [0; 8];
+                word.copy_from_slice(chunk);
+                if ends_plain_run(u64::from_le_bytes(word)) {
+                    break;
+                }
+                self.at += 8;
+            }
             let rest = self.bytes.get(self.at..).ok_or(NotJson)?;
             let stop = rest
                 .iter()
@@ -456,6 +465,50 @@ impl Cursor<'_> {
             Ok(())
         }
     }
+}
+
+/// Whether any of the eight bytes in `word` is a quote, a backslash or a control
+/// character (below 0x20): the bytes that end a run of plain string text. Exact as a yes
+/// or no (the classic "has zero byte" / "has byte less than" bit tricks).
+fn ends_plain_run(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    quote | backslash | control != 0
+}
+
+/// A JSON number's value. Numbers of at most 15 significant digits and no exponent (what
+/// devices send) take Clinger's fast path: the digits as an exact integer divided by an
+/// exact power of ten, one correctly rounded operation, so the same f64 as the standard
+/// parser; anything else goes to the standard parser.
+pub(crate) fn number_value(raw: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (negative, digits) = match raw.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, raw),
+    };
+    let (mut mantissa, mut count, mut fraction, mut dot) = (0u64, 0usize, 0usize, false);
+    for &b in digits {
+        match b {
+            b'0'..=b'9' if count < 15 => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                count += 1;
+                fraction += usize::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            _ => return std::str::from_utf8(raw).ok()?.parse().ok(),
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let value = mantissa as f64 / POW10[fraction];
+    Some(if negative { -value } else { value })
 }
 
 #[cfg(test)]

@@ -163,3 +163,63 @@ fn invalid_utf8_outside_read_values_is_not_checked() {
     let got = scan(&doc, &["a"]).expect("structure is JSON");
     assert_eq!(got[0].as_ref().map(|(_, k)| *k), Some(Kind::String));
 }
+
+#[test]
+fn plain_runs_end_at_quotes_backslashes_and_control_bytes() {
+    let word = |b: &[u8; 8]| u64::from_le_bytes(*b);
+    assert!(!ends_plain_run(word(b"abcdefgh")));
+    assert!(!ends_plain_run(word(b"\xff\x7f !#[]~")));
+    for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+        for at in 0..8 {
+            let mut b = *b"abcdefgh";
+            b[at] = special;
+            assert!(ends_plain_run(word(&b)), "{special:#x} at {at}");
+        }
+    }
+}
+
+#[test]
+fn numbers_parse_as_the_standard_parser_does() {
+    let mut cases: Vec<String> = [
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "31.5",
+        "0.1",
+        "0.30000000000000004",
+        "123456789012345",
+        "1234567890123456",
+        "99999999999999999999",
+        "1e3",
+        "-2.5E-3",
+        "1e999",
+        "0.000000000000001",
+        "3.141592653589793",
+        "-61",
+        "87",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let digits = (state % 15 + 1) as usize;
+        let text = format!("{:015}", state >> 14);
+        let int = (state >> 60) as usize % digits;
+        let (a, b) = text[text.len() - digits..].split_at(int + 1);
+        cases.push(if b.is_empty() {
+            a.to_owned()
+        } else {
+            format!("{a}.{b}")
+        });
+    }
+    for c in cases {
+        let want: f64 = c.parse().unwrap();
+        let got = number_value(c.as_bytes()).unwrap();
+        assert_eq!(got.to_bits(), want.to_bits(), "{c}");
+    }
+}
