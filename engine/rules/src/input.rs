@@ -1,11 +1,13 @@
 //! Turning a batch of accepted messages into a rule's input batch.
 //!
-//! Each JSON payload is read once, by sonic-rs's `get_many`: one pass over the bytes that
-//! stops descending into anything no referenced path needs, and yields the raw text of
-//! each referenced value without building a document tree (projection pushdown into the
-//! decoder). The BENCHMARKS-ANCHORS.md probe shows JSON decoding is the whole cost of a
-//! rule, so nothing else is parsed.
+//! Each JSON payload is read once, by the `scan` module: one pass over the bytes that
+//! descends only into what a referenced path needs, stops once every referenced value is
+//! found, and yields where each value's raw text lies without building a document tree
+//! (projection pushdown into the decoder). The BENCHMARKS-ANCHORS.md probe shows JSON
+//! decoding is the whole cost of a rule, so nothing else is parsed, and nothing is
+//! allocated per payload beyond the Arrow builders' own growth.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -13,20 +15,17 @@ use arrow::array::{
     ArrayRef, AsArray, BinaryArray, BooleanBuilder, Float64Builder, Int64Array, RecordBatch,
     RecordBatchOptions, StringBuilder, new_null_array,
 };
-use sonic_rs::{JsonType, JsonValueTrait, LazyValue, PointerNode, PointerTree};
 
 use crate::batch::{self, MessageBatch};
-use crate::columns::{InputColumn, JsonPath, Meta, PathSegment, Repr};
+use crate::columns::{InputColumn, JsonPath, Meta, Repr};
+use crate::scan::{Found, Kind, PathTrie, Scanner, number_value};
 use crate::{CompiledRule, RuleError};
 
 /// The payload paths of a rule and, per input column, which path it reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PathPlan {
-    tree: PointerTree,
-    /// The same paths one by one, for payloads `get_many` refuses as a whole.
-    pointers: Vec<Vec<PointerNode>>,
-    paths: usize,
-    /// For each input column, the index of its path in `get_many`'s answer.
+    trie: PathTrie,
+    /// For each input column, the slot of its path in the scanner's answer.
     slot: Vec<Option<usize>>,
     /// For each input column, whether it is the first column of its path: a missing
     /// field is counted once, however many representations the rule reads it in.
@@ -54,52 +53,10 @@ impl PathPlan {
             .enumerate()
             .map(|(i, s)| s.is_some() && !slot[..i].contains(s))
             .collect();
-        let pointers: Vec<Vec<PointerNode>> = distinct
-            .iter()
-            .map(|p| {
-                p.0.iter()
-                    .map(|s| match s {
-                        PathSegment::Key(k) => PointerNode::Key(sonic_rs::FastStr::new(k)),
-                        PathSegment::Index(i) => PointerNode::Index(*i),
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut tree = PointerTree::new();
-        for p in &pointers {
-            tree.add_path(p.iter());
-        }
         Self {
-            tree,
-            paths: distinct.len(),
-            pointers,
+            trie: PathTrie::new(&distinct),
             slot,
             first_of_path,
-        }
-    }
-}
-
-impl PathPlan {
-    /// The referenced values of one payload, in path order; `None` if it is not JSON.
-    ///
-    /// `get_many` answers in one pass but fails as a whole when one path runs through a
-    /// scalar (`a.b` where `a` is 5); only then are the paths looked up one by one, so a
-    /// device that changes its payload's shape loses only the fields that moved.
-    fn lookup<'de>(&self, payload: &'de [u8]) -> Option<Vec<Option<LazyValue<'de>>>> {
-        match sonic_rs::get_many(payload, &self.tree) {
-            Ok(values) => Some(values),
-            Err(e) if e.is_syntax() || e.is_eof() => None,
-            Err(_) => {
-                let mut values = Vec::with_capacity(self.pointers.len());
-                for p in &self.pointers {
-                    match sonic_rs::get(payload, p.iter()) {
-                        Ok(v) => values.push(Some(v)),
-                        Err(e) if e.is_syntax() || e.is_eof() => return None,
-                        Err(_) => values.push(None),
-                    }
-                }
-                Some(values)
-            }
         }
     }
 }
@@ -136,64 +93,70 @@ impl Builder {
     }
 }
 
+/// A found string's text: the bytes between its quotes, unescaped only when it holds an
+/// escape (the one case that allocates). `None` if it is not valid UTF-8.
+fn string_text<'a>(raw: &'a [u8], kind: Kind) -> Option<Cow<'a, str>> {
+    match kind {
+        Kind::String => std::str::from_utf8(raw.get(1..raw.len() - 1)?)
+            .ok()
+            .map(Cow::Borrowed),
+        _ => sonic_rs::from_slice::<String>(raw).ok().map(Cow::Owned),
+    }
+}
+
 /// Appends one payload value in its column's representation. Returns false when the
 /// value does not fit the representation (a type mismatch, appended as NULL).
-fn append_value(builder: &mut Builder, repr: Repr, value: &LazyValue<'_>) -> bool {
-    let ty = value.get_type();
-    if ty == JsonType::Null {
+fn append_value(builder: &mut Builder, repr: Repr, payload: &[u8], value: Found) -> bool {
+    let Some(raw) = payload.get(value.start..value.end) else {
         builder.append_null();
-        return true;
-    }
-    match (builder, repr) {
-        (Builder::Utf8(b), Repr::Json) => b.append_value(value.as_raw_str()),
-        (Builder::Utf8(b), _) => match ty {
-            JsonType::String => match value.as_str() {
-                Some(s) => b.append_value(s),
-                None => match sonic_rs::from_str::<String>(value.as_raw_str()) {
-                    Ok(s) => b.append_value(s),
-                    Err(_) => {
-                        b.append_null();
-                        return false;
-                    }
-                },
-            },
-            _ => b.append_value(value.as_raw_str()),
-        },
-        (Builder::F64(b), _) => {
-            let parsed = match ty {
-                JsonType::Number => value.as_raw_str().parse::<f64>().ok(),
-                // Tencent-like leniency: "31" compares as 31.
-                JsonType::String => value.as_str().and_then(|s| s.trim().parse::<f64>().ok()),
-                _ => None,
-            };
-            match parsed {
-                Some(v) if v.is_finite() => b.append_value(v),
-                _ => {
-                    b.append_null();
-                    return false;
-                }
-            }
+        return false;
+    };
+    let is_string = matches!(value.kind, Kind::String | Kind::EscapedString);
+    match (builder, value.kind) {
+        (b, Kind::Null) => {
+            b.append_null();
+            true
         }
-        (Builder::Bool(b), _) => {
-            let parsed = match ty {
-                JsonType::Boolean => value.as_bool(),
-                JsonType::String => match value.as_str() {
-                    Some("true") => Some(true),
-                    Some("false") => Some(false),
-                    _ => None,
-                },
+        (Builder::Utf8(b), kind) => {
+            let text = if repr == Repr::Text && is_string {
+                string_text(raw, kind)
+            } else {
+                std::str::from_utf8(raw).ok().map(Cow::Borrowed)
+            };
+            let ok = text.is_some();
+            b.append_option(text);
+            ok
+        }
+        (Builder::F64(b), kind) => {
+            let parsed = match kind {
+                Kind::Number => number_value(raw),
+                // Tencent-like leniency: "31" compares as 31.
+                _ if is_string => string_text(raw, kind).and_then(|s| s.trim().parse::<f64>().ok()),
                 _ => None,
             };
-            match parsed {
-                Some(v) => b.append_value(v),
+            match parsed.filter(|v| v.is_finite()) {
+                Some(v) => {
+                    b.append_value(v);
+                    true
+                }
                 None => {
                     b.append_null();
-                    return false;
+                    false
                 }
             }
         }
+        (Builder::Bool(b), kind) => {
+            let parsed = match kind {
+                Kind::True => Some(true),
+                Kind::False => Some(false),
+                Kind::String if raw == b"\"true\"" => Some(true),
+                Kind::String if raw == b"\"false\"" => Some(false),
+                _ => None,
+            };
+            b.append_option(parsed);
+            parsed.is_some()
+        }
     }
-    true
 }
 
 impl CompiledRule {
@@ -220,31 +183,33 @@ impl CompiledRule {
         let plan = &self.paths;
         let (mut not_json, mut missing, mut mismatched) = (0u64, 0u64, 0u64);
 
-        if plan.paths > 0 {
+        if plan.trie.slots() > 0 {
+            let mut scanner = Scanner::default();
+            let mut found = vec![None; plan.trie.slots()];
             for payload in payloads.iter() {
-                let values = payload.and_then(|p| plan.lookup(p));
-                if values.is_none() {
+                let is_json =
+                    payload.is_some_and(|p| scanner.scan(p, &plan.trie, &mut found).is_ok());
+                if !is_json {
                     not_json += 1;
+                    found.fill(None);
                 }
+                let payload = payload.unwrap_or_default();
                 let columns = self.columns.iter().zip(&mut builders);
                 for (((column, builder), slot), first) in
                     columns.zip(&plan.slot).zip(&plan.first_of_path)
                 {
-                    let (InputColumn::Path(_, repr), Some(b)) = (column, builder) else {
+                    let (InputColumn::Path(_, repr), Some(b), Some(slot)) = (column, builder, slot)
+                    else {
                         continue;
                     };
-                    let value = values
-                        .as_ref()
-                        .and_then(|v| slot.and_then(|s| v.get(s)))
-                        .and_then(Option::as_ref);
-                    match value {
+                    match found.get(*slot).copied().flatten() {
                         Some(v) => {
-                            if !append_value(b, *repr, v) {
+                            if !append_value(b, *repr, payload, v) {
                                 mismatched += 1;
                             }
                         }
                         None => {
-                            if values.is_some() && *first {
+                            if is_json && *first {
                                 missing += 1;
                             }
                             b.append_null();

@@ -39,6 +39,9 @@
 //!
 //! A missing field, JSON `null`, or a payload that is not JSON gives NULL; the first and
 //! last are counted ([`RuleStats`]). Nothing in a payload can make decoding fail or panic.
+//! A payload is read only as far as the last referenced value: it is "not JSON" when it
+//! breaks JSON's grammar before that point, and what follows is not looked at. A repeated
+//! key keeps its first value; a referenced value that is not valid UTF-8 is a mismatch.
 //! SQL three-valued logic then applies: `WHERE temp > 30` drops rows whose temp is NULL.
 //!
 //! # Functions
@@ -64,6 +67,7 @@ mod functions;
 mod input;
 mod output;
 mod rewrite;
+mod scan;
 mod sql;
 
 pub use batch::{MessageBatch, MessageBatchBuilder};
