@@ -67,6 +67,7 @@ mod functions;
 mod input;
 mod output;
 mod rewrite;
+pub mod runtime;
 mod scan;
 mod sql;
 
@@ -74,4 +75,5 @@ pub use batch::{MessageBatch, MessageBatchBuilder};
 pub use compile::{CompiledRule, JSON_KIND_KEY, JSON_KIND_PAYLOAD, JSON_KIND_RAW, RuleStats};
 pub use error::RuleError;
 pub use output::rows_as_json;
+pub use runtime::{EngineSettings, RuleDefinition, RuleEngine};
 pub use sql::RuleSql;

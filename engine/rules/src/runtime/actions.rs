@@ -1,0 +1,213 @@
+//! A rule's actions, in Tencent's `Actions` JSON shape, and what each receives.
+//!
+//! `Actions` is a JSON array of objects, each keyed by its type:
+//! `[{"republish":{"topic":"PID/dev2/data"}}]`. Until the Wasm destination plugins land
+//! (issue D), `republish` is the only type that runs, natively through the router;
+//! `forward`, `ckafka`, `mysql`, `tdmq`, `pulsar`, `postgres` and `plugin` are recognised
+//! and refused with an error saying so — a rule is never stored with an action that would
+//! silently do nothing.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use bytes::Bytes;
+use eddy_core::{QoS, Topic};
+use serde_json::Value;
+
+use crate::compile::{JSON_KIND_KEY, JSON_KIND_PAYLOAD};
+use crate::rows_as_json;
+
+/// Most actions one rule may have (Tencent: 5).
+pub const MAX_ACTIONS: usize = 5;
+
+/// Action types Tencent (or Eddy's design) defines that need the destination plugins.
+const PLUGIN_ACTIONS: &[&str] = &[
+    "forward", "ckafka", "mysql", "tdmq", "pulsar", "postgres", "plugin",
+];
+
+/// One parsed action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Publishes each output row to `topic` through the router, with the hub's authority.
+    Republish { topic: Topic, qos: QoS },
+}
+
+/// Why an `Actions` document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// No action at all (Tencent: `InvalidParameterValue.ActionNil`).
+    #[error("a rule needs at least one action")]
+    Nil,
+    /// Anything else wrong with the document.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ActionError {
+    /// The Tencent Cloud API error code.
+    pub fn tencent_code(&self) -> &'static str {
+        match self {
+            Self::Nil => "InvalidParameterValue.ActionNil",
+            Self::Invalid(_) => "InvalidParameterValue",
+        }
+    }
+}
+
+/// Parses a rule's `Actions` (or `ErrorActions`, with `allow_empty`) JSON text.
+pub fn parse_actions(text: &str, allow_empty: bool) -> Result<Vec<Action>, ActionError> {
+    if text.trim().is_empty() {
+        return if allow_empty {
+            Ok(Vec::new())
+        } else {
+            Err(ActionError::Nil)
+        };
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ActionError::Invalid(format!("actions are not valid JSON: {e}")))?;
+    let Value::Array(items) = value else {
+        return Err(ActionError::Invalid(
+            "actions must be a JSON array of objects such as {\"republish\":{\"topic\":\"…\"}}"
+                .into(),
+        ));
+    };
+    if items.is_empty() && !allow_empty {
+        return Err(ActionError::Nil);
+    }
+    if items.len() > MAX_ACTIONS {
+        return Err(ActionError::Invalid(format!(
+            "a rule has at most {MAX_ACTIONS} actions, this one has {}",
+            items.len()
+        )));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_one(i, item))
+        .collect()
+}
+
+fn parse_one(i: usize, item: &Value) -> Result<Action, ActionError> {
+    let invalid = |why: String| ActionError::Invalid(format!("action {}: {why}", i + 1));
+    let Some(object) = item.as_object().filter(|o| o.len() == 1) else {
+        return Err(invalid(
+            "each action is an object with exactly one key, its type".into(),
+        ));
+    };
+    let (kind, body) = object.iter().next().expect("one key");
+    match kind.as_str() {
+        "republish" => {
+            let topic = body
+                .get("topic")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("republish needs a \"topic\" string".into()))?;
+            let topic = Topic::parse(topic)
+                .map_err(|e| invalid(format!("republish topic {topic:?}: {e}")))?;
+            let qos = match body.get("qos") {
+                None => QoS::AtLeastOnce,
+                Some(q) => q
+                    .as_u64()
+                    .and_then(|q| u8::try_from(q).ok())
+                    .and_then(QoS::from_u8)
+                    .filter(|q| *q != QoS::ExactlyOnce)
+                    .ok_or_else(|| invalid("republish \"qos\" is 0 or 1".into()))?,
+            };
+            Ok(Action::Republish { topic, qos })
+        }
+        other if PLUGIN_ACTIONS.contains(&other) => Err(invalid(format!(
+            "\"{other}\" actions run on destination plugins, which this build does not \
+             have yet; only \"republish\" is available"
+        ))),
+        other => Err(invalid(format!(
+            "unknown action type \"{other}\" (known: republish, {})",
+            PLUGIN_ACTIONS.join(", ")
+        ))),
+    }
+}
+
+/// The message payload of each output row, as an action that forwards messages sends it.
+///
+/// A row is its JSON object — except for a rule that selects only `*` over a payload that
+/// is not a JSON object (binary, or a bare JSON value): that payload passes through
+/// byte for byte.
+pub fn row_payloads(output: &RecordBatch) -> Vec<Bytes> {
+    let schema = output.schema();
+    let only_star = schema.fields().len() == 1
+        && schema
+            .field(0)
+            .metadata()
+            .get(JSON_KIND_KEY)
+            .map(String::as_str)
+            == Some(JSON_KIND_PAYLOAD)
+        && schema.field(0).data_type() == &DataType::Binary;
+    if only_star {
+        let payloads = output.column(0).as_binary::<i32>();
+        let passthrough = (0..payloads.len()).all(|i| {
+            payloads.is_valid(i)
+                && !matches!(
+                    serde_json::from_slice::<Value>(payloads.value(i)),
+                    Ok(Value::Object(_))
+                )
+        });
+        if passthrough {
+            return (0..payloads.len())
+                .map(|i| Bytes::copy_from_slice(payloads.value(i)))
+                .collect();
+        }
+    }
+    rows_as_json(output)
+        .into_iter()
+        .map(|row| Bytes::from(Value::Object(row).to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn republish_parses_with_default_qos() {
+        let a = parse_actions(r#"[{"republish":{"topic":"PID/dev/data"}}]"#, false).expect("ok");
+        assert_eq!(
+            a,
+            [Action::Republish {
+                topic: Topic::parse("PID/dev/data").expect("topic"),
+                qos: QoS::AtLeastOnce
+            }]
+        );
+        let a = parse_actions(r#"[{"republish":{"topic":"a/b","qos":0}}]"#, false).expect("ok");
+        assert!(matches!(
+            a[0],
+            Action::Republish {
+                qos: QoS::AtMostOnce,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        assert_eq!(parse_actions("", false), Err(ActionError::Nil));
+        assert_eq!(parse_actions("[]", false), Err(ActionError::Nil));
+        assert_eq!(parse_actions("[]", true), Ok(vec![]));
+        assert_eq!(parse_actions(" ", true), Ok(vec![]));
+        for (text, needle) in [
+            ("{", "not valid JSON"),
+            ("{}", "JSON array"),
+            ("[1]", "exactly one key"),
+            (r#"[{"republish":{}}]"#, "needs a \"topic\""),
+            (r#"[{"republish":{"topic":"a/+"}}]"#, "republish topic"),
+            (r#"[{"republish":{"topic":"a","qos":2}}]"#, "qos"),
+            (r#"[{"forward":{"api":"http://x"}}]"#, "destination plugins"),
+            (r#"[{"teleport":{}}]"#, "unknown action type"),
+        ] {
+            let err = parse_actions(text, false).expect_err(text).to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        let six = format!("[{}]", [r#"{"republish":{"topic":"a"}}"#; 6].join(","));
+        assert!(
+            parse_actions(&six, false)
+                .expect_err("6")
+                .to_string()
+                .contains("at most 5")
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! The running rule engine: it takes accepted messages from the broker (as its
+//! [`MessageTap`]), batches them, evaluates the loaded rules and runs their actions.
+//!
+//! ```text
+//!  broker ──offer──▶ index check (no rule: nothing queued) ──▶ bounded queue (full: the
+//!                                                              publisher waits)
+//!  "eddy-rules" thread: N rows or T time ──▶ per FROM group: MessageBatch
+//!        └─▶ each rule of the group: decode → WHERE → SELECT ──▶ actions (republish)
+//! ```
+//!
+//! Rules are swapped in whole ([`RuleEngine::load`]): messages already queued are
+//! evaluated by the rules loaded when their batch is flushed, so a replace never drops
+//! them. Messages a rule republishes are not fed to rules again (no loops).
+//!
+//! Until the delivery layer (issue D) lands, the queue is in memory: the broker's PUBACK
+//! does not wait for rules, so a crash loses queued rule input and republishes in flight.
+
+mod actions;
+mod dry_run;
+mod metrics;
+mod set;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use eddy_core::{Backpressure, Message, MessageTap, Publish};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+pub use actions::{Action, ActionError, MAX_ACTIONS, parse_actions, row_payloads};
+pub use dry_run::{ActionPreview, DryRun, SampleMessage, dry_run};
+pub use metrics::{RuleCounts, RuleMetrics};
+pub use set::{DefinitionError, RuleDefinition};
+
+use crate::{MessageBatch, MessageBatchBuilder};
+use set::{LoadedRule, RuleSet};
+
+/// The publisher id of messages rules republish; such messages never feed rules.
+pub const RULE_PUBLISHER_PREFIX: &str = "$rule/";
+
+/// How the engine batches.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSettings {
+    /// A batch is evaluated once it has this many messages…
+    pub batch_rows: usize,
+    /// …or once its first message has waited this long.
+    pub batch_time: Duration,
+    /// Messages waiting for the engine; when full, publishers wait (back-pressure).
+    pub queue: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            batch_rows: 4096,
+            batch_time: Duration::from_millis(5),
+            queue: 65_536,
+        }
+    }
+}
+
+/// One message waiting for the engine.
+#[derive(Debug)]
+struct Offered {
+    message: Arc<Message>,
+    client_ip: Option<IpAddr>,
+    seq: u64,
+}
+
+/// The rule engine. Create with [`RuleEngine::start`], feed with [`MessageTap::offer`],
+/// load rules with [`RuleEngine::load`].
+#[derive(Debug)]
+pub struct RuleEngine {
+    current: RwLock<Arc<RuleSet>>,
+    /// Serialises reloads (readers never wait for it).
+    reload: Mutex<()>,
+    /// Counters of every stored rule, enabled or not.
+    metrics: Mutex<HashMap<String, Arc<RuleMetrics>>>,
+    queue: mpsc::Sender<Offered>,
+    publisher: Arc<dyn Publish>,
+    seq: AtomicU64,
+}
+
+impl RuleEngine {
+    /// Starts the engine's thread; actions publish through `publisher`. Must be called
+    /// inside a tokio runtime, which the engine then uses for its timers and publishes.
+    /// The thread ends when the engine is dropped.
+    pub fn start(
+        settings: EngineSettings,
+        publisher: Arc<dyn Publish>,
+    ) -> std::io::Result<Arc<Self>> {
+        let (queue, inbox) = mpsc::channel(settings.queue.max(1));
+        let engine = Arc::new(Self {
+            current: RwLock::default(),
+            reload: Mutex::default(),
+            metrics: Mutex::default(),
+            queue,
+            publisher,
+            seq: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&engine);
+        let handle = Handle::current();
+        std::thread::Builder::new()
+            .name("eddy-rules".into())
+            .spawn(move || run(weak, inbox, handle, settings))?;
+        Ok(engine)
+    }
+
+    fn current(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the loaded rules by `definitions` (all stored rules; disabled ones are
+    /// kept for their counters only). Unchanged rules keep their compiled form; a rule
+    /// that does not compile is left out and returned with its error. Messages already
+    /// queued are evaluated by the new rules.
+    pub fn load(&self, definitions: &[RuleDefinition]) -> Vec<(String, DefinitionError)> {
+        let _reloading = self.reload.lock().unwrap_or_else(|p| p.into_inner());
+        let mut metrics = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        metrics.retain(|name, _| definitions.iter().any(|d| &d.name == name));
+        let previous = self.current();
+        let (set, failed) = RuleSet::build(definitions, &previous, &mut |name| {
+            Arc::clone(metrics.entry(name.to_owned()).or_default())
+        });
+        for d in definitions {
+            metrics.entry(d.name.clone()).or_default();
+        }
+        drop(metrics);
+        tracing::info!(
+            rules = set.rules.len(),
+            filters = set.groups.len(),
+            failed = failed.len(),
+            "rules loaded"
+        );
+        for (name, error) in &failed {
+            tracing::error!(rule = %name, %error, "rule not loaded");
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        failed
+    }
+
+    /// Checks a definition as [`load`](Self::load) would, without loading it.
+    pub fn check(definition: &RuleDefinition) -> Result<(), DefinitionError> {
+        LoadedRule::compile(definition, Arc::default()).map(drop)
+    }
+
+    /// A rule's counters, if it is stored (enabled or not).
+    pub fn counts(&self, rule: &str) -> Option<RuleCounts> {
+        let metrics = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        metrics.get(rule).map(|m| m.counts())
+    }
+
+    fn all_metrics(&self) -> Vec<(String, Arc<RuleMetrics>)> {
+        let metrics = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = metrics
+            .iter()
+            .map(|(n, m)| (n.clone(), Arc::clone(m)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The per-rule metrics, to register with the hub's Prometheus registry.
+    pub fn collector(self: &Arc<Self>) -> Box<dyn prometheus_client::collector::Collector> {
+        Box::new(metrics::RulesCollector(Arc::clone(self)))
+    }
+
+    /// Evaluates one flushed batch of messages with the rules loaded now.
+    fn process(&self, offered: &[Offered], handle: &Handle) {
+        let set = self.current();
+        // Per FROM group hit, in the order first hit (so output order follows input order
+        // as far as it can): its batch and its oldest message's acceptance time.
+        let mut hit: Vec<(usize, MessageBatchBuilder, i64)> = Vec::new();
+        let mut position: HashMap<usize, usize> = HashMap::new();
+        for o in offered {
+            set.index.for_each_match(&o.message.topic, |&group| {
+                let at = *position.entry(group).or_insert_with(|| {
+                    hit.push((
+                        group,
+                        MessageBatchBuilder::with_capacity(offered.len()),
+                        o.message.received_at_ms,
+                    ));
+                    hit.len() - 1
+                });
+                hit[at].1.append(&o.message, o.client_ip, o.seq);
+            });
+        }
+        for (group, mut builder, oldest_ms) in hit {
+            let batch = builder.finish();
+            for &rule in &set.groups[group].rules {
+                self.run_rule(&set.rules[rule], &batch, oldest_ms, handle);
+            }
+        }
+    }
+
+    fn run_rule(&self, rule: &LoadedRule, batch: &MessageBatch, oldest_ms: i64, handle: &Handle) {
+        let result = rule.compiled.run(batch);
+        rule.collect_decode_stats();
+        let output = match result {
+            Ok(output) => output,
+            Err(error) => {
+                rule.metrics.evaluation_failed(batch.num_rows() as u64);
+                tracing::warn!(rule = %rule.definition.name, %error, rows = batch.num_rows(), "rule evaluation failed");
+                return;
+            }
+        };
+        rule.metrics.passed(output.num_rows() as u64);
+        if output.num_rows() > 0 {
+            let payloads = row_payloads(&output);
+            let failed = self.act(rule, &rule.actions, &payloads, handle);
+            if !failed.is_empty() && !rule.error_actions.is_empty() {
+                self.act(rule, &rule.error_actions, &failed, handle);
+            }
+        }
+        let waited_ms = eddy_core::time::unix_now_ms().saturating_sub(oldest_ms);
+        rule.metrics.latency(waited_ms as f64 / 1000.0);
+    }
+
+    /// Runs `actions` on `payloads`; returns the payloads an action failed to take.
+    fn act(
+        &self,
+        rule: &LoadedRule,
+        actions: &[Action],
+        payloads: &[bytes::Bytes],
+        handle: &Handle,
+    ) -> Vec<bytes::Bytes> {
+        let mut failed = Vec::new();
+        let publisher = format!("{RULE_PUBLISHER_PREFIX}{}", rule.definition.name);
+        for action in actions {
+            match action {
+                Action::Republish { topic, qos } => {
+                    let now_ms = eddy_core::time::unix_now_ms();
+                    let sends = payloads.iter().map(|payload| {
+                        self.publisher.publish(Message {
+                            topic: topic.clone(),
+                            payload: payload.clone(),
+                            qos: *qos,
+                            retain: false,
+                            publisher: publisher.clone(),
+                            received_at_ms: now_ms,
+                            properties: None,
+                        })
+                    });
+                    rule.metrics.action_given(payloads.len() as u64);
+                    let results = handle.block_on(futures::future::join_all(sends));
+                    let mut errors = 0;
+                    for (result, payload) in results.into_iter().zip(payloads) {
+                        if let Err(error) = result {
+                            errors += 1;
+                            if errors == 1 {
+                                tracing::warn!(rule = %rule.definition.name, topic = topic.as_str(), %error, "republish failed");
+                            }
+                            failed.push(payload.clone());
+                        }
+                    }
+                    rule.metrics.action_failed(errors);
+                }
+            }
+        }
+        failed
+    }
+}
+
+impl MessageTap for RuleEngine {
+    fn offer(&self, message: &Arc<Message>, client_ip: Option<IpAddr>) -> Option<Backpressure> {
+        if message.publisher.starts_with(RULE_PUBLISHER_PREFIX) {
+            return None;
+        }
+        if !self.current().index.matches_any(&message.topic) {
+            return None;
+        }
+        let offered = Offered {
+            message: Arc::clone(message),
+            client_ip,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+        };
+        match self.queue.try_send(offered) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(offered)) => {
+                let queue = self.queue.clone();
+                Some(Box::pin(async move {
+                    if queue.send(offered).await.is_err() {
+                        tracing::error!("rule engine stopped: a message was not evaluated");
+                    }
+                }))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("rule engine stopped: a message was not evaluated");
+                None
+            }
+        }
+    }
+}
+
+/// The engine's thread: collects up to `batch_rows` messages or for `batch_time` after
+/// the first, then evaluates them.
+fn run(
+    engine: Weak<RuleEngine>,
+    mut inbox: mpsc::Receiver<Offered>,
+    handle: Handle,
+    settings: EngineSettings,
+) {
+    let rows = settings.batch_rows.max(1);
+    let mut buffer = Vec::with_capacity(rows);
+    loop {
+        buffer.clear();
+        if handle.block_on(inbox.recv_many(&mut buffer, rows)) == 0 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + settings.batch_time;
+        while buffer.len() < rows {
+            let room = rows - buffer.len();
+            let more = handle.block_on(async {
+                tokio::time::timeout_at(deadline, inbox.recv_many(&mut buffer, room)).await
+            });
+            if !matches!(more, Ok(n) if n > 0) {
+                break;
+            }
+        }
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        engine.process(&buffer, &handle);
+    }
+}
