@@ -140,10 +140,7 @@ async fn rule_lifecycle_and_errors() {
     let (code, message) = error_of(api.call("CreateTopicRule", &bad_sql).await);
     assert_eq!(code, "InvalidParameterValue.InvalidSQL");
     assert!(message.contains("base64"), "{message}");
-    let six = format!(
-        "[{}]",
-        vec![r#"{"republish":{"topic":"a/b/c"}}"#; 6].join(",")
-    );
+    let six = format!("[{}]", [r#"{"republish":{"topic":"a/b/c"}}"#; 6].join(","));
     let mut too_many = create("many", sql);
     too_many["TopicRulePayload"]["Actions"] = json!(six);
     let (code, message) = error_of(api.call("CreateTopicRule", &too_many).await);

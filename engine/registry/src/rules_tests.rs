@@ -85,8 +85,8 @@ fn actions_are_checked() {
         "InvalidParameterValue"
     );
     assert_eq!(code(parse(Some("[1]"), None)), "InvalidParameterValue");
-    let five = format!("[{}]", vec![r#"{"republish":{"topic":"t"}}"#; 5].join(","));
-    let six = format!("[{}]", vec![r#"{"republish":{"topic":"t"}}"#; 6].join(","));
+    let five = format!("[{}]", [r#"{"republish":{"topic":"t"}}"#; 5].join(","));
+    let six = format!("[{}]", [r#"{"republish":{"topic":"t"}}"#; 6].join(","));
     assert!(parse(Some(&five), None).is_ok());
     let err = parse(Some(&six), None).unwrap_err();
     assert!(err.to_string().contains("at most 5"), "{err}");
