@@ -13,4 +13,5 @@ mod errors;
 mod postgres;
 mod products;
 mod restart;
+mod rules;
 mod topic_policies;

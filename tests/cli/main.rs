@@ -4,6 +4,7 @@
 // Test code: a failed expectation panics with its context.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod rules;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -75,6 +76,7 @@ fn version_and_help() {
         "product",
         "device",
         "topic-policy",
+        "rule",
         "passwd",
     ] {
         assert!(help.contains(command), "--help lists {command}:\n{help}");

@@ -201,3 +201,65 @@ def test_get_requests(hub):
     req.Offset = 0
     req.Limit = 10
     assert client.DescribeDevices(req).TotalCount == 0
+
+
+def test_topic_rule_lifecycle(hub):
+    """Tencent's iotcloud models for the rule actions, field for field (warnings are errors)."""
+    client = client_for(hub)
+    sql = "SELECT temp FROM 'PRODUCT01/+/event' WHERE temp > 30"
+
+    def payload(sql_text, disabled=False):
+        p = models.TopicRulePayload()
+        p.Sql = base64.b64encode(sql_text.encode()).decode()
+        p.Actions = '[{"republish":{"topic":"PRODUCT01/dev/out"}}]'
+        p.Description = "sdk rule"
+        p.RuleDisabled = disabled
+        return p
+
+    req = models.CreateTopicRuleRequest()
+    req.RuleName = "sdk_rule"
+    req.TopicRulePayload = payload(sql)
+    client.CreateTopicRule(req)
+    assert sdk_error(lambda: client.CreateTopicRule(req)) == (
+        "InvalidParameterValue.TopicRuleAlreadyExist"
+    )
+
+    req = models.ListTopicRulesRequest()
+    req.PageNum, req.PageSize = 1, 10
+    listed = client.ListTopicRules(req)
+    assert listed.TotalCnt == 1
+    rule = listed.Rules[0]
+    assert (rule.RuleName, rule.RuleDisabled, rule.TopicPattern) == (
+        "sdk_rule",
+        False,
+        "PRODUCT01/+/event",
+    )
+    assert rule.Description == "sdk rule" and rule.CreatedAt > 1_600_000_000
+
+    req = models.DisableTopicRuleRequest()
+    req.RuleName = "sdk_rule"
+    client.DisableTopicRule(req)
+    assert sdk_error(lambda: client.DisableTopicRule(req)) == "FailedOperation.RuleAlreadyDisabled"
+    req = models.EnableTopicRuleRequest()
+    req.RuleName = "sdk_rule"
+    client.EnableTopicRule(req)
+
+    req = models.ReplaceTopicRuleRequest()
+    req.RuleName = "sdk_rule"
+    req.TopicRulePayload = payload("SELECT * FROM 'PRODUCT01/dev/data'", disabled=True)
+    client.ReplaceTopicRule(req)
+    req = models.ListTopicRulesRequest()
+    req.PageNum, req.PageSize = 1, 10
+    rule = client.ListTopicRules(req).Rules[0]
+    assert (rule.RuleDisabled, rule.TopicPattern) == (True, "PRODUCT01/dev/data")
+
+    bad = models.CreateTopicRuleRequest()
+    bad.RuleName = "no_actions"
+    bad.TopicRulePayload = payload(sql)
+    bad.TopicRulePayload.Actions = "[]"
+    assert sdk_error(lambda: client.CreateTopicRule(bad)) == "InvalidParameterValue.ActionNil"
+
+    req = models.DeleteTopicRuleRequest()
+    req.RuleName = "sdk_rule"
+    client.DeleteTopicRule(req)
+    assert sdk_error(lambda: client.DeleteTopicRule(req)) == "ResourceNotFound.TopicRuleNotExist"

@@ -15,13 +15,15 @@
 //! 200 {"Response": {…, "RequestId"}}  or  200 {"Response": {"Error": {"Code", "Message"}, "RequestId"}}
 //! ```
 //!
-//! This crate never talks to devices; later stages (broker, rules) are reached through
-//! traits the `eddy` binary wires in.
+//! This crate never talks to devices; later stages are reached through traits the `eddy`
+//! binary wires in: the broker through `eddy_core::Downlink`, the rule engine through
+//! [`RuleEngineHook`].
 
 mod actions;
 pub mod auth;
 pub mod error;
 pub mod params;
+pub mod rules;
 pub mod tc3;
 
 use std::net::SocketAddr;
@@ -41,6 +43,7 @@ use tokio::net::TcpListener;
 
 use crate::error::{ApiError, failure, success};
 use crate::params::Params;
+pub use crate::rules::{RuleEngineHook, SampleMessage};
 
 /// Largest request body accepted (Tencent's own limit for JSON requests is 10 MB).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -54,6 +57,10 @@ pub struct ApiState {
     pub downlink: Option<Arc<dyn Downlink>>,
     /// Renders the hub's metrics for `GET /metrics`.
     pub metrics: Option<MetricsRenderer>,
+    /// The rule engine: checks rules before they are stored and runs what is stored.
+    /// Without it, rule writes are checked as far as the registry can and stored, and
+    /// `TestTopicRule` answers `FailedOperation`.
+    pub rules: Option<Arc<dyn RuleEngineHook>>,
 }
 
 /// Produces the `/metrics` body (OpenMetrics text) when scraped.
@@ -72,7 +79,28 @@ impl ApiState {
             registry: Registry::new(store),
             downlink: None,
             metrics: None,
+            rules: None,
         }
+    }
+
+    /// Sets how many topic rules the hub holds at most (Tencent's default is 1000).
+    pub fn with_max_rules(mut self, max_rules: u64) -> Self {
+        self.registry = self.registry.with_max_rules(max_rules);
+        self
+    }
+
+    pub fn with_rules(mut self, rules: Arc<dyn RuleEngineHook>) -> Self {
+        self.rules = Some(rules);
+        self
+    }
+
+    /// Hands the rule engine every stored rule; `eddy serve` calls it once at start, and
+    /// the rule actions after each write. Does nothing without a rule engine.
+    pub async fn reload_rules(&self) -> Result<(), eddy_registry::RegistryError> {
+        if let Some(hook) = &self.rules {
+            hook.reload(self.registry.all_topic_rules().await?);
+        }
+        Ok(())
     }
 
     pub fn with_metrics(mut self, metrics: MetricsRenderer) -> Self {

@@ -42,6 +42,11 @@ impl Params {
         format!("{}{key}", self.prefix)
     }
 
+    /// The dotted name of a field, as errors give it (`Messages.0.Qos`).
+    pub fn path_of(&self, key: &str) -> String {
+        self.path(key)
+    }
+
     fn get(&self, key: &str) -> Option<&Value> {
         self.seen().insert(key.to_owned());
         self.map.get(key).filter(|v| !v.is_null())
@@ -82,6 +87,54 @@ impl Params {
     pub fn i64(&self, key: &str) -> Result<i64, ApiError> {
         self.opt_i64(key)?
             .ok_or_else(|| ApiError::missing(&self.path(key)))
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if self.lenient => match s.as_str() {
+                "true" => Ok(Some(true)),
+                "false" => Ok(Some(false)),
+                _ => Err(ApiError::invalid(
+                    &self.path(key),
+                    format!("expected true or false, got {s:?}"),
+                )),
+            },
+            Some(other) => Err(ApiError::invalid(
+                &self.path(key),
+                format!("expected a boolean, got {}", kind(other)),
+            )),
+        }
+    }
+
+    /// A list of objects, each read with the same rules (`Key.0.Field` in errors).
+    pub fn object_list(&self, key: &str) -> Result<Vec<Params>, ApiError> {
+        let value = self
+            .get(key)
+            .ok_or_else(|| ApiError::missing(&self.path(key)))?;
+        let Value::Array(items) = value else {
+            return Err(ApiError::invalid(
+                &self.path(key),
+                format!("expected an array of objects, got {}", kind(value)),
+            ));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::Object(map) => Ok(Params {
+                    prefix: format!("{}.{i}.", self.path(key)),
+                    map: map.clone(),
+                    lenient: self.lenient,
+                    seen: Mutex::default(),
+                }),
+                other => Err(ApiError::invalid(
+                    &format!("{}.{i}", self.path(key)),
+                    format!("expected an object, got {}", kind(other)),
+                )),
+            })
+            .collect()
     }
 
     /// A list of strings; GET sends it as `Key.0`, `Key.1`, ….

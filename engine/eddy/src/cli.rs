@@ -39,6 +39,9 @@ pub enum Command {
     /// Manage a product's custom topic classes.
     #[command(subcommand, name = "topic-policy")]
     TopicPolicy(TopicPolicyCommand),
+    /// Manage topic rules (the rule engine's SQL rules and their actions).
+    #[command(subcommand)]
+    Rule(RuleCommand),
     /// Hash a password for a generic MQTT client ([[mqtt.clients.users]]).
     ///
     /// Prints the argon2id PHC string to paste as the user's password-hash. The password is
@@ -223,6 +226,108 @@ pub enum TopicPolicyCommand {
     /// List a product's topic classes, defaults and custom.
     List {
         product_id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// A rule's SQL and actions, as `rule create` and `rule replace` take them.
+#[derive(Debug, Args)]
+pub struct RuleContentArgs {
+    /// The rule's SQL, plain (the CLI base64-encodes it for the API), e.g.
+    /// "SELECT temp FROM 'PRODUCTID/+/event' WHERE temp > 30".
+    #[arg(long, value_name = "SQL")]
+    pub sql: String,
+    /// One action as a JSON object keyed by its type, e.g. '{"republish":{"topic":"p/d/x"}}';
+    /// repeat for more (at most 5).
+    #[arg(long = "action", value_name = "JSON", conflicts_with = "actions")]
+    pub action: Vec<String>,
+    /// All actions as one JSON array, as Tencent's TopicRulePayload.Actions carries them.
+    #[arg(long, value_name = "JSON-ARRAY")]
+    pub actions: Option<String>,
+    /// Actions to run when an action fails, as a JSON array.
+    #[arg(long, value_name = "JSON-ARRAY")]
+    pub error_actions: Option<String>,
+    /// Free-text description.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Store the rule disabled: it runs only after `eddy rule enable`.
+    #[arg(long)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Create a rule; the hub refuses it unless it has at least one action.
+    Create {
+        /// Rule name: 1-32 characters [A-Za-z0-9_].
+        name: String,
+        #[command(flatten)]
+        content: RuleContentArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Replace a rule's SQL, actions and description (it stays enabled or disabled
+    /// unless --disabled is given).
+    Replace {
+        name: String,
+        #[command(flatten)]
+        content: RuleContentArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List rules.
+    List {
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Page size, 1-250.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one rule: its SQL, actions, state and, when the engine runs, its counters.
+    Show {
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Enable a rule.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Disable a rule: it stays stored but no longer runs.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a rule.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Dry-run SQL against one message: prints what the rule engine would output, with no
+    /// side effect (TestTopicRule; needs a hub that runs the rule engine).
+    Test {
+        /// The SQL, plain.
+        #[arg(long, value_name = "SQL")]
+        sql: String,
+        /// The topic the message is published on.
+        #[arg(long)]
+        topic: String,
+        /// The message payload, as text.
+        #[arg(long)]
+        payload: String,
+        /// The publisher's ClientId (a device's is ${ProductId}${DeviceName}).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// The publisher's IP address, for clientip().
+        #[arg(long)]
+        client_ip: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },

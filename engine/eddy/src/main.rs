@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use eddy::cli::{Cli, Command, ConfigCommand};
-use eddy::commands::{manage, passwd, serve};
+use eddy::commands::{manage, passwd, rule, serve};
 use eddy::config::{Config, DEFAULT_TOML};
 use tracing_subscriber::EnvFilter;
 
@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             Command::Product(cmd) => manage::product(&config, cmd).await.map(Some),
             Command::Device(cmd) => manage::device(&config, cmd).await.map(Some),
             Command::TopicPolicy(cmd) => manage::topic_policy(&config, cmd).await.map(Some),
+            Command::Rule(cmd) => rule::run(&config, cmd).await.map(Some),
             Command::Config(ConfigCommand::Default) | Command::Passwd(_) => Ok(None),
         }
     });

@@ -2,7 +2,7 @@
 //!
 //! Tencent IoT Hub's registry rules on top of [`eddy_store::Store`]: products with
 //! hub-generated ids and secrets, devices with a PSK or a certificate signed by their
-//! product's CA, enable state, and custom topic classes. The management API (and, later,
+//! product's CA, enable state, custom topic classes, and topic rules. The management API (and, later,
 //! dynamic registration) call into this crate; the broker reads the same store to
 //! authenticate. Everything here is transport-free and returns [`RegistryError`], which
 //! names the Tencent error it corresponds to.
@@ -10,6 +10,7 @@
 mod credentials;
 mod device;
 mod product;
+pub mod rules;
 mod topic_policy;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use credentials::{
 };
 pub use device::{CreatedDevice, NewDevice, ResetOutcome};
 pub use product::NewProduct;
+pub use rules::{RuleName, TopicRuleContent};
 pub use topic_policy::TopicPolicyView;
 
 /// A registry failure. Each variant is one of Tencent's error codes (see
@@ -46,6 +48,22 @@ pub enum RegistryError {
     TopicPolicyExists { product: String, topic: String },
     #[error("topic policy {topic:?} does not exist in product {product}")]
     TopicPolicyNotFound { product: String, topic: String },
+    /// The rule's SQL cannot be used (the message says where and why).
+    #[error("{0}")]
+    InvalidSql(String),
+    /// A rule without actions.
+    #[error("{0}")]
+    ActionNil(String),
+    #[error("a topic rule named {0:?} already exists")]
+    TopicRuleExists(String),
+    #[error("topic rule {0:?} does not exist")]
+    TopicRuleNotFound(String),
+    #[error("the hub already holds the most topic rules it allows ({0})")]
+    RuleLimit(u64),
+    #[error("topic rule {0:?} is already enabled")]
+    RuleAlreadyEnabled(String),
+    #[error("topic rule {0:?} is already disabled")]
+    RuleAlreadyDisabled(String),
     #[error("generating credentials failed: {0}")]
     Crypto(String),
     #[error(transparent)]
@@ -65,6 +83,13 @@ impl RegistryError {
             Self::PskNotSupported(_) => "UnauthorizedOperation.ProductNotSupportPSK",
             Self::TopicPolicyExists { .. } => "InvalidParameterValue.TopicPolicyAlreadyExist",
             Self::TopicPolicyNotFound { .. } => "ResourceNotFound.TopicPolicyNotExist",
+            Self::InvalidSql(_) => "InvalidParameterValue.InvalidSQL",
+            Self::ActionNil(_) => "InvalidParameterValue.ActionNil",
+            Self::TopicRuleExists(_) => "InvalidParameterValue.TopicRuleAlreadyExist",
+            Self::TopicRuleNotFound(_) => "ResourceNotFound.TopicRuleNotExist",
+            Self::RuleLimit(_) => "InvalidParameterValue.RuleNumberBeyondLimit",
+            Self::RuleAlreadyEnabled(_) => "FailedOperation.RuleAlreadyEnabled",
+            Self::RuleAlreadyDisabled(_) => "FailedOperation.RuleAlreadyDisabled",
             Self::Crypto(_) | Self::Store(_) => "InternalError",
         }
     }
@@ -97,11 +122,27 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// Most topic rules the hub holds ([`rules::DEFAULT_MAX_RULES`] unless set).
+    max_rules: u64,
 }
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            max_rules: rules::DEFAULT_MAX_RULES,
+        }
+    }
+
+    /// Sets the most topic rules the hub holds (`CreateTopicRule` beyond it answers
+    /// `InvalidParameterValue.RuleNumberBeyondLimit`).
+    pub fn with_max_rules(mut self, max_rules: u64) -> Self {
+        self.max_rules = max_rules;
+        self
+    }
+
+    pub fn max_rules(&self) -> u64 {
+        self.max_rules
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -1,7 +1,7 @@
 //! # eddy-store — where metadata lives
 //!
-//! Products, devices and their credentials, topic policies and API keys (later: shadows,
-//! rules, firmware, tasks) sit behind one async trait, [`Store`]. The embedded default is
+//! Products, devices and their credentials, topic policies, API keys and topic rules
+//! (later: shadows, firmware, tasks) sit behind one async trait, [`Store`]. The embedded default is
 //! SQLite ([`SqliteStore`]: bundled, WAL, `synchronous=FULL`, versioned migrations under
 //! `migrations/sqlite/`). For many hub nodes sharing one database there is PostgreSQL
 //! ([`PgStore`], migrations under `migrations/postgres/`); the trait speaks only in
@@ -22,7 +22,7 @@ use eddy_core::{DeviceName, ProductId};
 
 pub use model::{
     ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceFilter, DeviceRecord, OnlineState, Page, Paged,
-    ProductRecord, TopicPolicyRecord,
+    ProductRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -134,4 +134,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn api_key(&self, secret_id: &str) -> Result<Option<ApiKeyRecord>>;
     /// The key the hub generated for itself on first start, if any.
     async fn generated_api_key(&self) -> Result<Option<ApiKeyRecord>>;
+
+    // Topic rules, ordered by creation time, then name.
+    /// `Conflict { what: "topic rule" }` when the name is taken.
+    async fn insert_topic_rule(&self, rule: &TopicRuleRecord) -> Result<()>;
+    async fn topic_rule(&self, name: &str) -> Result<Option<TopicRuleRecord>>;
+    async fn list_topic_rules(&self, page: Page) -> Result<Paged<TopicRuleRecord>>;
+    /// Every rule, enabled and disabled: what the rule engine loads.
+    async fn all_topic_rules(&self) -> Result<Vec<TopicRuleRecord>>;
+    /// Replaces a rule's content (created_at stays); false when it does not exist.
+    async fn replace_topic_rule(&self, name: &str, change: &TopicRuleChange) -> Result<bool>;
+    /// False when the rule does not exist.
+    async fn set_topic_rule_disabled(&self, name: &str, disabled: bool, at: i64) -> Result<bool>;
+    /// False when the rule does not exist.
+    async fn delete_topic_rule(&self, name: &str) -> Result<bool>;
 }

@@ -153,3 +153,33 @@ pub struct DeviceFilter {
     /// Only devices with this firmware version (`""` for none).
     pub firmware_version: Option<String>,
 }
+
+/// A topic rule (Tencent's `CreateTopicRule`). The store keeps the texts as given; the
+/// registry has validated them and the rule engine compiles them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRuleRecord {
+    /// Unique; the registry checks Tencent's form.
+    pub name: String,
+    /// The SQL statement, decoded (the API carries it base64-encoded).
+    pub sql: String,
+    /// Tencent's `Actions`: a JSON array text.
+    pub actions: String,
+    /// The actions run when an action fails: a JSON array text, or `""` for none.
+    pub error_actions: String,
+    pub description: String,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+/// The new content of a rule for [`Store::replace_topic_rule`](crate::Store::replace_topic_rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRuleChange {
+    pub sql: String,
+    pub actions: String,
+    pub error_actions: String,
+    pub description: String,
+    /// `None` keeps the rule's current state.
+    pub disabled: Option<bool>,
+    pub modified_at: i64,
+}

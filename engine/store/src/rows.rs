@@ -8,7 +8,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::{
     ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceRecord, ProductRecord, Result, StoreError,
-    TopicPolicyRecord,
+    TopicPolicyRecord, TopicRuleRecord,
 };
 
 pub(crate) fn backend(err: sqlx::Error) -> StoreError {
@@ -155,5 +155,28 @@ where
             .ok_or_else(|| corrupt(format!("unknown API key origin {origin:?}")))?,
         description: get(row, "description")?,
         created_at: get(row, "created_at")?,
+    })
+}
+
+pub(crate) fn topic_rule<R>(row: &R) -> Result<TopicRuleRecord>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database>,
+    for<'r> i64: Decode<'r, R::Database>,
+    for<'r> bool: Decode<'r, R::Database>,
+    String: Type<R::Database>,
+    i64: Type<R::Database>,
+    bool: Type<R::Database>,
+{
+    Ok(TopicRuleRecord {
+        name: get(row, "rule_name")?,
+        sql: get(row, "sql")?,
+        actions: get(row, "actions")?,
+        error_actions: get(row, "error_actions")?,
+        description: get(row, "description")?,
+        disabled: get(row, "disabled")?,
+        created_at: get(row, "created_at")?,
+        modified_at: get(row, "modified_at")?,
     })
 }

@@ -20,8 +20,10 @@ use sqlx::{QueryBuilder, Sqlite};
 use crate::rows::{self, backend, contains_pattern, to_i64};
 use crate::{
     ApiKeyRecord, DeleteProduct, DeviceFilter, DeviceRecord, Page, Paged, ProductRecord, Result,
-    Store, StoreError, TopicPolicyRecord,
+    Store, StoreError, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
 };
+
+mod rules;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -476,5 +478,33 @@ impl Store for SqliteStore {
             .as_ref()
             .map(rows::api_key)
             .transpose()
+    }
+
+    async fn insert_topic_rule(&self, rule: &TopicRuleRecord) -> Result<()> {
+        self.insert_rule(rule).await
+    }
+
+    async fn topic_rule(&self, name: &str) -> Result<Option<TopicRuleRecord>> {
+        self.rule(name).await
+    }
+
+    async fn list_topic_rules(&self, page: Page) -> Result<Paged<TopicRuleRecord>> {
+        self.list_rules(page).await
+    }
+
+    async fn all_topic_rules(&self) -> Result<Vec<TopicRuleRecord>> {
+        self.all_rules().await
+    }
+
+    async fn replace_topic_rule(&self, name: &str, change: &TopicRuleChange) -> Result<bool> {
+        self.replace_rule(name, change).await
+    }
+
+    async fn set_topic_rule_disabled(&self, name: &str, disabled: bool, at: i64) -> Result<bool> {
+        self.set_rule_disabled(name, disabled, at).await
+    }
+
+    async fn delete_topic_rule(&self, name: &str) -> Result<bool> {
+        self.delete_rule(name).await
     }
 }

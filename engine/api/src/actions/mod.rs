@@ -5,6 +5,7 @@
 mod device;
 mod message;
 mod product;
+mod rule;
 mod topic_policy;
 
 use eddy_core::IdError;
@@ -38,6 +39,14 @@ pub(crate) async fn dispatch(
         "CreateTopicPolicy" => topic_policy::create(registry, p).await,
         "UpdateTopicPolicy" => topic_policy::update(registry, p).await,
         "DescribeTopicPolicies" => topic_policy::list(registry, p).await,
+        "CreateTopicRule" => rule::create(state, p).await,
+        "DescribeTopicRule" => rule::describe(state, p).await,
+        "ListTopicRules" => rule::list(state, p).await,
+        "ReplaceTopicRule" => rule::replace(state, p).await,
+        "EnableTopicRule" => rule::set_enabled(state, p, true).await,
+        "DisableTopicRule" => rule::set_enabled(state, p, false).await,
+        "DeleteTopicRule" => rule::delete(state, p).await,
+        "TestTopicRule" => rule::test(state, p).await,
         other => Err(ApiError::new(
             "InvalidAction",
             format!("The action {other:?} does not exist or is not supported by Eddy."),

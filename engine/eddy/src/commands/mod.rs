@@ -4,4 +4,5 @@ pub mod admin_key;
 pub mod manage;
 mod output;
 pub mod passwd;
+pub mod rule;
 pub mod serve;

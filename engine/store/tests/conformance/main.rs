@@ -20,12 +20,14 @@ mod devices;
 mod fixtures;
 mod others;
 mod products;
+mod rules;
 
 use backends::{TestDatabase, run_check, sqlite_store, with_database};
 use devices::*;
 use eddy_store::PgStore;
 use others::*;
 use products::*;
+use rules::*;
 
 /// One test per check and backend: `sqlite::<check>` and `postgres::<check>`.
 macro_rules! conformance {
@@ -84,6 +86,7 @@ conformance!(
     topic_policies,
     api_keys,
     debug_hides_secrets,
+    topic_rules,
 );
 
 #[test]

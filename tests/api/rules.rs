@@ -1,0 +1,273 @@
+//! Topic rules over the Cloud API: every action, every error code, paging, and rules
+//! surviving kill -9. The hub under test runs without the rule engine wired in, so SQL is
+//! only checked for base64 here; `invalid_sql_names_line_and_column` needs the engine.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use crate::support::{Hub, error_code, error_of, workdir};
+
+const REPUBLISH: &str = r#"[{"republish":{"topic":"PRODUCT01/dev/out"}}]"#;
+
+fn payload(sql: &str) -> Value {
+    json!({
+        "Sql": STANDARD.encode(sql),
+        "Actions": REPUBLISH,
+        "Description": "hot rooms",
+        "RuleDisabled": false,
+    })
+}
+
+fn create(name: &str, sql: &str) -> Value {
+    json!({ "RuleName": name, "TopicRulePayload": payload(sql) })
+}
+
+fn names(listed: &Value) -> Vec<&str> {
+    listed["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["RuleName"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn rule_lifecycle_and_errors() {
+    let dir = workdir();
+    let hub = Hub::start(dir.path());
+    let api = hub.client();
+    let sql = "SELECT temp FROM 'PRODUCT01/+/event' WHERE temp > 30";
+    api.call("CreateTopicRule", &create("hot", sql))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(api.call("CreateTopicRule", &create("hot", sql)).await),
+        "InvalidParameterValue.TopicRuleAlreadyExist"
+    );
+
+    let rule = &api
+        .call("DescribeTopicRule", &json!({ "RuleName": "hot" }))
+        .await
+        .unwrap()["Rule"];
+    assert_eq!(rule["RuleName"], "hot");
+    assert_eq!(rule["Sql"], STANDARD.encode(sql));
+    assert_eq!(rule["Actions"], REPUBLISH);
+    assert_eq!(rule["Description"], "hot rooms");
+    assert_eq!(rule["RuleDisabled"], false);
+    assert_eq!(rule["TopicPattern"], "PRODUCT01/+/event");
+    assert!(rule["CreatedAt"].as_i64().unwrap() > 1_600_000_000);
+    assert!(rule.get("Stats").is_none(), "no engine, no stats: {rule}");
+
+    // Enable/disable, with Tencent's codes for a state the rule already has.
+    assert_eq!(
+        error_code(
+            api.call("EnableTopicRule", &json!({ "RuleName": "hot" }))
+                .await
+        ),
+        "FailedOperation.RuleAlreadyEnabled"
+    );
+    api.call("DisableTopicRule", &json!({ "RuleName": "hot" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(
+            api.call("DisableTopicRule", &json!({ "RuleName": "hot" }))
+                .await
+        ),
+        "FailedOperation.RuleAlreadyDisabled"
+    );
+    let listed = api.call("ListTopicRules", &json!({})).await.unwrap();
+    assert_eq!(listed["Rules"][0]["RuleDisabled"], true);
+    api.call("EnableTopicRule", &json!({ "RuleName": "hot" }))
+        .await
+        .unwrap();
+
+    // Replace: new content; created_at kept.
+    let mut replaced = payload("SELECT * FROM 'PRODUCT01/dev/data'");
+    replaced["ErrorActions"] = json!(r#"[{"forward":{"api":"http://127.0.0.1:9/err"}}]"#);
+    replaced["RuleDisabled"] = json!(true);
+    api.call(
+        "ReplaceTopicRule",
+        &json!({ "RuleName": "hot", "TopicRulePayload": replaced }),
+    )
+    .await
+    .unwrap();
+    let after = &api
+        .call("DescribeTopicRule", &json!({ "RuleName": "hot" }))
+        .await
+        .unwrap()["Rule"];
+    assert_eq!(after["TopicPattern"], "PRODUCT01/dev/data");
+    assert_eq!(after["RuleDisabled"], true);
+    assert_eq!(after["CreatedAt"], rule["CreatedAt"]);
+    assert!(after["ErrorActions"].as_str().unwrap().contains("forward"));
+
+    // Every action on a missing rule.
+    for action in [
+        "DescribeTopicRule",
+        "EnableTopicRule",
+        "DisableTopicRule",
+        "DeleteTopicRule",
+    ] {
+        assert_eq!(
+            error_code(api.call(action, &json!({ "RuleName": "ghost" })).await),
+            "ResourceNotFound.TopicRuleNotExist",
+            "{action}"
+        );
+    }
+    assert_eq!(
+        error_code(api.call("ReplaceTopicRule", &create("ghost", sql)).await),
+        "ResourceNotFound.TopicRuleNotExist"
+    );
+
+    // Bad payloads.
+    let mut no_actions = create("empty", sql);
+    no_actions["TopicRulePayload"]["Actions"] = json!("[]");
+    assert_eq!(
+        error_code(api.call("CreateTopicRule", &no_actions).await),
+        "InvalidParameterValue.ActionNil"
+    );
+    no_actions["TopicRulePayload"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Actions");
+    assert_eq!(
+        error_code(api.call("CreateTopicRule", &no_actions).await),
+        "InvalidParameterValue.ActionNil"
+    );
+    let mut bad_sql = create("badsql", sql);
+    bad_sql["TopicRulePayload"]["Sql"] = json!("SELECT * FROM 'not/base64'");
+    let (code, message) = error_of(api.call("CreateTopicRule", &bad_sql).await);
+    assert_eq!(code, "InvalidParameterValue.InvalidSQL");
+    assert!(message.contains("base64"), "{message}");
+    let six = format!("[{}]", [r#"{"republish":{"topic":"a/b/c"}}"#; 6].join(","));
+    let mut too_many = create("many", sql);
+    too_many["TopicRulePayload"]["Actions"] = json!(six);
+    let (code, message) = error_of(api.call("CreateTopicRule", &too_many).await);
+    assert_eq!(code, "InvalidParameterValue");
+    assert!(message.contains("at most 5"), "{message}");
+    assert_eq!(
+        error_code(api.call("CreateTopicRule", &create("no-dashes", sql)).await),
+        "InvalidParameterValue"
+    );
+    assert_eq!(
+        error_code(
+            api.call("CreateTopicRule", &json!({ "RuleName": "x" }))
+                .await
+        ),
+        "MissingParameter"
+    );
+
+    // The dry run needs the engine, which this hub does not run.
+    let (code, message) = error_of(
+        api.call(
+            "TestTopicRule",
+            &json!({ "Sql": STANDARD.encode(sql), "Messages": [{ "Topic": "PRODUCT01/dev/event", "Payload": "{\"temp\":31}" }] }),
+        )
+        .await,
+    );
+    assert_eq!(code, "FailedOperation");
+    assert!(message.contains("rule engine"), "{message}");
+
+    api.call("DeleteTopicRule", &json!({ "RuleName": "hot" }))
+        .await
+        .unwrap();
+    let listed = api.call("ListTopicRules", &json!({})).await.unwrap();
+    assert_eq!(listed["TotalCnt"], 0);
+}
+
+#[tokio::test]
+async fn rules_page_and_survive_kill_9() {
+    let dir = workdir();
+    let hub = Hub::start(dir.path());
+    let api = hub.client();
+    let all: Vec<String> = (0..12).map(|i| format!("rule_{i:02}")).collect();
+    for name in &all {
+        api.call("CreateTopicRule", &create(name, "SELECT * FROM 'a/b/c'"))
+            .await
+            .unwrap();
+    }
+    api.call("DisableTopicRule", &json!({ "RuleName": "rule_03" }))
+        .await
+        .unwrap();
+
+    // Tencent's PageNum (from 1) / PageSize, and Eddy's Offset / Limit.
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let listed = api
+            .call("ListTopicRules", &json!({ "PageNum": page, "PageSize": 5 }))
+            .await
+            .unwrap();
+        assert_eq!(listed["TotalCnt"], 12);
+        seen.extend(names(&listed).iter().map(|s| (*s).to_owned()));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(sorted, all, "pages cover every rule once: {seen:?}");
+    let listed = api
+        .call("ListTopicRules", &json!({ "Offset": 10, "Limit": 10 }))
+        .await
+        .unwrap();
+    assert_eq!(names(&listed), &seen[10..]);
+    assert_eq!(
+        error_code(
+            api.call("ListTopicRules", &json!({ "PageNum": 0, "PageSize": 5 }))
+                .await
+        ),
+        "InvalidParameterValue"
+    );
+
+    hub.kill9();
+    let hub = Hub::start(dir.path());
+    let api = hub.client();
+    let listed = api
+        .call("ListTopicRules", &json!({ "PageNum": 1, "PageSize": 50 }))
+        .await
+        .unwrap();
+    assert_eq!(names(&listed), seen);
+    let rule = &api
+        .call("DescribeTopicRule", &json!({ "RuleName": "rule_03" }))
+        .await
+        .unwrap()["Rule"];
+    assert_eq!(rule["RuleDisabled"], true);
+    assert_eq!(rule["Sql"], STANDARD.encode("SELECT * FROM 'a/b/c'"));
+}
+
+/// Once `eddy serve` wires the rule engine in (main), the API must refuse SQL the engine
+/// cannot compile, with Tencent's code and the position of the fault.
+#[tokio::test]
+#[ignore = "needs the rule engine hook wired in eddy serve (main)"]
+async fn invalid_sql_names_line_and_column() {
+    let dir = workdir();
+    let hub = Hub::start(dir.path());
+    let api = hub.client();
+    let (code, message) = error_of(
+        api.call(
+            "CreateTopicRule",
+            &create("broken", "SELECT temp,\nFROM 'a/b/c' WHERE"),
+        )
+        .await,
+    );
+    assert_eq!(code, "InvalidParameterValue.InvalidSQL");
+    assert!(
+        message.contains("line") && message.contains("column"),
+        "{message}"
+    );
+    assert_eq!(
+        error_code(
+            api.call("DescribeTopicRule", &json!({ "RuleName": "broken" }))
+                .await
+        ),
+        "ResourceNotFound.TopicRuleNotExist",
+        "a rule that does not compile is not stored"
+    );
+    // And the dry run answers with the engine's output.
+    let out = api
+        .call(
+            "TestTopicRule",
+            &json!({ "Sql": STANDARD.encode("SELECT temp FROM 'a/b/c'"), "Messages": [{ "Topic": "a/b/c", "Payload": "{\"temp\":31}" }] }),
+        )
+        .await
+        .unwrap();
+    assert!(out.to_string().contains("31"), "{out}");
+}
