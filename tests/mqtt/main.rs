@@ -13,6 +13,7 @@ mod clients;
 mod limits;
 mod malformed;
 mod routing;
+mod rules;
 mod sessions;
 
 use std::time::Duration;

@@ -67,7 +67,7 @@ impl Hub {
         let data_dir = root.join("data");
         let config_path = root.join("eddy.toml");
         let config = format!(
-            "data-dir = {data:?}\n\n[api]\nlisten = \"127.0.0.1:0\"\n{api_toml}\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"debug,fjall=info,lsm_tree=info\"\n\n{tables}\n",
+            "data-dir = {data:?}\n\n[api]\nlisten = \"127.0.0.1:0\"\n{api_toml}\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"debug,fjall=info,lsm_tree=info,datafusion=info\"\n\n{tables}\n",
             data = data_dir.display().to_string(),
         );
         std::fs::write(&config_path, config).expect("write config");
@@ -156,6 +156,17 @@ impl Drop for Hub {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the hub was doing (the end of its log).
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(150)..];
+            eprintln!(
+                "--- last {} lines of the hub's log ---\n{}",
+                tail.len(),
+                tail.join("\n")
+            );
+        }
     }
 }
 

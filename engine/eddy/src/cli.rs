@@ -310,8 +310,8 @@ pub enum RuleCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Dry-run SQL against one message: prints what the rule engine would output, with no
-    /// side effect (TestTopicRule; needs a hub that runs the rule engine).
+    /// Dry-run SQL against one message: prints whether the topic matches FROM, the output
+    /// rows, and what each action would send, with no side effect (TestTopicRule).
     Test {
         /// The SQL, plain.
         #[arg(long, value_name = "SQL")]
@@ -328,6 +328,10 @@ pub enum RuleCommand {
         /// The publisher's IP address, for clientip().
         #[arg(long)]
         client_ip: Option<String>,
+        /// An action to preview, as a JSON object (repeatable), e.g.
+        /// '{"republish":{"topic":"PID/dev/out"}}'.
+        #[arg(long, value_name = "JSON")]
+        action: Vec<String>,
         #[command(flatten)]
         api: ApiArgs,
     },

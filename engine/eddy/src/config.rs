@@ -22,7 +22,7 @@ pub const CLI_ENV_VARS: &[&str] = &[
 ];
 
 /// The top-level keys; an `EDDY_*` variable outside them is not configuration.
-const TOP_LEVEL_KEYS: &[&str] = &["data-dir", "api", "store", "mqtt", "log"];
+const TOP_LEVEL_KEYS: &[&str] = &["data-dir", "api", "store", "mqtt", "rules", "log"];
 
 /// The whole configuration.
 #[derive(Debug, Deserialize)]
@@ -36,6 +36,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The MQTT listener (used by the broker, issue B).
     pub mqtt: MqttConfig,
+    /// The rule engine's batching.
+    pub rules: RulesConfig,
     /// Logging.
     pub log: LogConfig,
     /// `EDDY_*` variables that name no top-level key and were left out (`serve` warns).
@@ -106,6 +108,36 @@ pub struct MqttConfig {
     pub offline_message_ttl: Duration,
     /// Generic (non-Tencent) MQTT clients: open-broker mode.
     pub clients: ClientsConfig,
+}
+
+/// `[rules]`: how the rule engine batches accepted messages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RulesConfig {
+    /// A batch is evaluated once it holds this many messages…
+    pub batch_rows: usize,
+    /// …or once its first message has waited this long.
+    #[serde(with = "humantime_serde")]
+    pub batch_time: Duration,
+    /// Messages waiting for the rule engine before publishers wait.
+    pub queue: usize,
+    /// Most topic rules the hub stores (Tencent: 1000 per account).
+    pub max_rules: u64,
+}
+
+impl RulesConfig {
+    pub fn engine_settings(&self) -> Result<eddy_rules::EngineSettings, ConfigError> {
+        if self.batch_rows == 0 || self.queue == 0 {
+            return Err(ConfigError(
+                "rules.batch-rows and rules.queue must be at least 1".into(),
+            ));
+        }
+        Ok(eddy_rules::EngineSettings {
+            batch_rows: self.batch_rows,
+            batch_time: self.batch_time,
+            queue: self.queue,
+        })
+    }
 }
 
 /// `[mqtt.clients]`: who besides Tencent devices may connect, and to which topics.

@@ -184,6 +184,7 @@ pub async fn run(config: &Config, command: RuleCommand) -> anyhow::Result<String
             payload,
             client_id,
             client_ip,
+            action,
             api,
         } => {
             let mut message = json!({ "Topic": topic, "Payload": payload });
@@ -193,7 +194,17 @@ pub async fn run(config: &Config, command: RuleCommand) -> anyhow::Result<String
             if let Some(ip) = client_ip {
                 message["ClientIp"] = Value::String(ip);
             }
-            let params = json!({ "Sql": STANDARD.encode(&sql), "Messages": [message] });
+            let mut params = json!({ "Sql": STANDARD.encode(&sql), "Messages": [message] });
+            if !action.is_empty() {
+                let actions = action
+                    .iter()
+                    .map(|a| {
+                        serde_json::from_str::<Value>(a)
+                            .with_context(|| format!("--action {a} is not valid JSON"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                params["Actions"] = Value::String(Value::Array(actions).to_string());
+            }
             let mut out = client(config, &api)?.call("TestTopicRule", &params).await?;
             if !api.json
                 && let Some(map) = out.as_object_mut()

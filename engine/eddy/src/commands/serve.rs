@@ -60,13 +60,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("restoring persistent sessions")?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut broker_stop = stop_rx.clone();
-    let broker_task = tokio::spawn(broker.clone().serve(mqtt, async move {
-        let _ = broker_stop.wait_for(|stop| *stop).await;
-    }));
+    // The rule engine sees every accepted message and publishes back through the broker.
+    // Its stored rules are loaded before the broker serves, so no message misses them.
+    let rules = eddy_rules::RuleEngine::start(config.rules.engine_settings()?, broker.clone())
+        .context("starting the rule engine")?;
+    broker.set_tap(rules.clone());
     let mut registry = Registry::default();
     broker.metrics.register(&mut registry);
+    registry.register_collector(rules.collector());
     let registry = Arc::new(registry);
     let render = MetricsRenderer(Arc::new(move || {
         let mut out = String::new();
@@ -77,7 +78,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }));
     let api_state = ApiState::new(store)
         .with_downlink(broker.clone())
+        .with_rules(Arc::new(crate::rules::RulesHook(rules)))
+        .with_max_rules(config.rules.max_rules)
         .with_metrics(render);
+    api_state
+        .reload_rules()
+        .await
+        .context("loading the stored topic rules")?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut broker_stop = stop_rx.clone();
+    let broker_task = tokio::spawn(broker.clone().serve(mqtt, async move {
+        let _ = broker_stop.wait_for(|stop| *stop).await;
+    }));
     let api = eddy_api::serve(listener, api_state, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
