@@ -74,6 +74,10 @@ fn rule_commands_drive_the_api() {
         shown.contains("dev/out") && shown.contains("dev/copy"),
         "{shown}"
     );
+    assert!(
+        shown.contains("stats:") && shown.contains("\"Matched\": 0"),
+        "the engine's counters:\n{shown}"
+    );
 
     let listed = ok(manage(&hub, &["rule", "list"]));
     assert!(
