@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
@@ -249,12 +249,23 @@ impl CompiledRule {
 
     /// Applies WHERE, then the SELECT items, to a batch of [`input_schema`](Self::input_schema).
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<RecordBatch, RuleError> {
+        self.evaluate_selecting(batch).map(|(output, _)| output)
+    }
+
+    /// [`evaluate`](Self::evaluate), also returning WHERE's mask over the input rows
+    /// (`None` without a WHERE: every row passes), so callers can line output rows up
+    /// with what they came from. A NULL in the mask counts as false, as in the output.
+    pub fn evaluate_selecting(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(RecordBatch, Option<BooleanArray>), RuleError> {
         if batch.schema().fields() != self.input_schema.fields() {
             return Err(RuleError::Internal(
                 "batch does not have the rule's input schema".into(),
             ));
         }
         let filtered;
+        let mut selection = None;
         let batch = match &self.predicate {
             Some(p) => {
                 let mask = p.evaluate(batch)?.into_array(batch.num_rows())?;
@@ -262,6 +273,7 @@ impl CompiledRule {
                     .as_boolean_opt()
                     .ok_or_else(|| RuleError::Internal("WHERE did not yield booleans".into()))?;
                 filtered = filter_record_batch(batch, mask)?;
+                selection = Some(mask.clone());
                 &filtered
             }
             None => batch,
@@ -272,10 +284,11 @@ impl CompiledRule {
             .iter()
             .map(|p| Ok(p.evaluate(batch)?.into_array(rows)?))
             .collect::<Result<Vec<ArrayRef>, RuleError>>()?;
-        Ok(RecordBatch::try_new_with_options(
+        let output = RecordBatch::try_new_with_options(
             Arc::clone(&self.output_schema),
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )?)
+        )?;
+        Ok((output, selection))
     }
 }

@@ -245,6 +245,26 @@ impl CompiledRule {
     pub fn run(&self, batch: &MessageBatch) -> Result<RecordBatch, RuleError> {
         self.evaluate(&self.decode(batch)?)
     }
+
+    /// [`run`](Self::run), also returning the QoS of the message each output row came
+    /// from (a republish keeps it, as Tencent's does).
+    pub fn run_with_qos(
+        &self,
+        batch: &MessageBatch,
+    ) -> Result<(RecordBatch, arrow::array::UInt8Array), RuleError> {
+        let (output, selection) = self.evaluate_selecting(&self.decode(batch)?)?;
+        let qos = batch.record_batch().column(batch::QOS);
+        let qos = match selection {
+            Some(mask) => arrow::compute::filter(qos, &mask)?,
+            None => Arc::clone(qos),
+        };
+        let qos = qos
+            .as_any()
+            .downcast_ref::<arrow::array::UInt8Array>()
+            .ok_or_else(|| RuleError::Internal("the qos column is not UInt8".into()))?
+            .clone();
+        Ok((output, qos))
+    }
 }
 
 /// A metadata column of the rule's input: the message batch's array itself, except the

@@ -85,6 +85,7 @@ async fn a_rule_republishes_what_passes_its_where() {
         let m = next(&mut rx).await;
         assert_eq!(m.topic.as_str(), "ABCDE12345/dev2/alerts");
         assert_eq!(m.publisher, format!("{RULE_PUBLISHER_PREFIX}hot"));
+        assert_eq!(m.qos, QoS::AtLeastOnce, "the source message's QoS");
         let row: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON");
         assert_eq!(
             row,
@@ -110,6 +111,41 @@ fn next_like(m: &Message, publisher: &str) -> Message {
         publisher: publisher.into(),
         ..m.clone()
     }
+}
+
+#[tokio::test]
+async fn topic_variables_and_qos_follow_each_row() {
+    let (engine, mut rx) = engine(EngineSettings::default());
+    let failed = engine.load(&[rule(
+        "route",
+        "SELECT house, t FROM 'houses/+/temp'",
+        "house_monitor/${house}/app",
+    )]);
+    assert!(failed.is_empty(), "{failed:?}");
+    let qos0 = Arc::new(Message {
+        qos: QoS::AtMostOnce,
+        ..(*message("houses/h1/temp", r#"{"house":"tencent","t":41}"#)).clone()
+    });
+    offer(&engine, &qos0).await;
+    // No "house": this row cannot be routed; counted, and the next one still goes.
+    offer(&engine, &message("houses/h2/temp", r#"{"t":1}"#)).await;
+    offer(
+        &engine,
+        &message("houses/h3/temp", r#"{"house":"h3","t":2}"#),
+    )
+    .await;
+    let first = next(&mut rx).await;
+    assert_eq!(
+        (first.topic.as_str(), first.qos),
+        ("house_monitor/tencent/app", QoS::AtMostOnce)
+    );
+    let second = next(&mut rx).await;
+    assert_eq!(
+        (second.topic.as_str(), second.qos),
+        ("house_monitor/h3/app", QoS::AtLeastOnce)
+    );
+    let counts = engine.counts("route").expect("counted");
+    assert_eq!((counts.action_messages, counts.action_errors), (3, 1));
 }
 
 #[tokio::test]

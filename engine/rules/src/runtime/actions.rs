@@ -11,7 +11,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use bytes::Bytes;
 use eddy_core::{QoS, Topic};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::compile::{JSON_KIND_KEY, JSON_KIND_PAYLOAD};
 use crate::rows_as_json;
@@ -27,8 +27,85 @@ const PLUGIN_ACTIONS: &[&str] = &[
 /// One parsed action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Publishes each output row to `topic` through the router, with the hub's authority.
-    Republish { topic: Topic, qos: QoS },
+    /// Publishes each output row to `topic` through the router, with the hub's authority,
+    /// at `qos` — by default the QoS of the message the row came from, as Tencent does.
+    Republish {
+        topic: TopicTemplate,
+        qos: Option<QoS>,
+    },
+}
+
+/// A republish topic, maybe with `${field}` variables that each output row fills from its
+/// own fields (Tencent: `house_monitor/${house}/app`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicTemplate {
+    text: String,
+    /// Literal text and field names, alternating from a literal (maybe empty).
+    parts: Vec<String>,
+    /// The topic when there is no variable.
+    fixed: Option<Topic>,
+}
+
+impl TopicTemplate {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            let end = rest[start..]
+                .find('}')
+                .ok_or_else(|| format!("{text:?}: \"${{\" without a closing \"}}\""))?;
+            let name = &rest[start + 2..start + end];
+            if name.is_empty() {
+                return Err(format!("{text:?}: an empty ${{}} variable"));
+            }
+            parts.push(rest[..start].to_owned());
+            parts.push(name.to_owned());
+            rest = &rest[start + end + 1..];
+        }
+        parts.push(rest.to_owned());
+        // What every row's topic will look like must be a valid topic name.
+        let sample: String = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| if i % 2 == 1 { "x" } else { p.as_str() })
+            .collect();
+        let checked = Topic::parse(&sample).map_err(|e| format!("{text:?}: {e}"))?;
+        Ok(Self {
+            text: text.to_owned(),
+            fixed: (parts.len() == 1).then_some(checked),
+            parts,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether rows fill variables (so they are needed as JSON).
+    pub fn has_variables(&self) -> bool {
+        self.fixed.is_none()
+    }
+
+    /// The topic for one output row: a variable takes the row's field of that name (a
+    /// string as is, a number or boolean as its JSON text).
+    pub fn render(&self, row: Option<&Map<String, Value>>) -> Result<Topic, String> {
+        if let Some(topic) = &self.fixed {
+            return Ok(topic.clone());
+        }
+        let mut out = String::with_capacity(self.text.len());
+        for (i, part) in self.parts.iter().enumerate() {
+            if i % 2 == 0 {
+                out.push_str(part);
+                continue;
+            }
+            match row.and_then(|r| r.get(part)) {
+                Some(Value::String(s)) => out.push_str(s),
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
+                _ => return Err(format!("the row has no string or number field {part:?}")),
+            }
+        }
+        Topic::parse(&out).map_err(|e| format!("topic {out:?}: {e}"))
+    }
 }
 
 /// Why an `Actions` document was refused.
@@ -99,16 +176,17 @@ fn parse_one(i: usize, item: &Value) -> Result<Action, ActionError> {
                 .get("topic")
                 .and_then(Value::as_str)
                 .ok_or_else(|| invalid("republish needs a \"topic\" string".into()))?;
-            let topic = Topic::parse(topic)
-                .map_err(|e| invalid(format!("republish topic {topic:?}: {e}")))?;
+            let topic =
+                TopicTemplate::parse(topic).map_err(|e| invalid(format!("republish topic {e}")))?;
             let qos = match body.get("qos") {
-                None => QoS::AtLeastOnce,
-                Some(q) => q
-                    .as_u64()
-                    .and_then(|q| u8::try_from(q).ok())
-                    .and_then(QoS::from_u8)
-                    .filter(|q| *q != QoS::ExactlyOnce)
-                    .ok_or_else(|| invalid("republish \"qos\" is 0 or 1".into()))?,
+                None => None,
+                Some(q) => Some(
+                    q.as_u64()
+                        .and_then(|q| u8::try_from(q).ok())
+                        .and_then(QoS::from_u8)
+                        .filter(|q| *q != QoS::ExactlyOnce)
+                        .ok_or_else(|| invalid("republish \"qos\" is 0 or 1".into()))?,
+                ),
             };
             Ok(Action::Republish { topic, qos })
         }
@@ -164,23 +242,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn republish_parses_with_default_qos() {
+    fn republish_parses_and_keeps_the_source_qos_by_default() {
         let a = parse_actions(r#"[{"republish":{"topic":"PID/dev/data"}}]"#, false).expect("ok");
         assert_eq!(
             a,
             [Action::Republish {
-                topic: Topic::parse("PID/dev/data").expect("topic"),
-                qos: QoS::AtLeastOnce
+                topic: TopicTemplate::parse("PID/dev/data").expect("topic"),
+                qos: None
             }]
         );
         let a = parse_actions(r#"[{"republish":{"topic":"a/b","qos":0}}]"#, false).expect("ok");
         assert!(matches!(
             a[0],
             Action::Republish {
-                qos: QoS::AtMostOnce,
+                qos: Some(QoS::AtMostOnce),
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn topic_variables_take_each_rows_fields() {
+        let t = TopicTemplate::parse("house_monitor/${house}/app/${n}").expect("valid");
+        assert!(t.has_variables());
+        let row = |v: Value| v.as_object().cloned();
+        let rendered = t
+            .render(row(serde_json::json!({"house": "tencent", "n": 3})).as_ref())
+            .expect("renders");
+        assert_eq!(rendered.as_str(), "house_monitor/tencent/app/3");
+        for bad in [
+            serde_json::json!({"house": "a"}),
+            serde_json::json!({"house": null, "n": 1}),
+            serde_json::json!({"house": "a/+", "n": 1}),
+        ] {
+            assert!(t.render(row(bad).as_ref()).is_err());
+        }
+        for text in ["a/${", "a/${}", "a/${x}/#"] {
+            assert!(TopicTemplate::parse(text).is_err(), "{text}");
+        }
+        let fixed = TopicTemplate::parse("a/b").expect("valid");
+        assert_eq!(fixed.render(None).expect("fixed").as_str(), "a/b");
     }
 
     #[test]

@@ -46,8 +46,10 @@ pub struct DryRun {
 pub struct ActionPreview {
     /// The action type (`republish`).
     pub r#type: String,
-    /// Where it would send (the republish topic).
+    /// Where it would send (the republish topic, maybe with `${field}` variables).
     pub target: String,
+    /// For each payload, the topic it would be published on, or why it could not be.
+    pub topics: Vec<String>,
     /// The message payloads it would send: UTF-8 text as is, anything else as
     /// `base64:<…>`.
     pub payloads: Vec<String>,
@@ -79,6 +81,7 @@ pub fn dry_run(
         builder.append(&message, sample.client_ip, seq as u64);
     }
     let output = rule.run(&builder.finish())?;
+    let rows = rows_as_json(&output);
     let RuleStats {
         not_json,
         missing_fields,
@@ -97,17 +100,24 @@ pub fn dry_run(
         .collect();
     Ok(DryRun {
         matched,
-        rows: rows_as_json(&output),
         actions: actions
             .iter()
             .map(|a| match a {
                 Action::Republish { topic, .. } => ActionPreview {
                     r#type: "republish".into(),
                     target: topic.as_str().to_owned(),
+                    topics: rows
+                        .iter()
+                        .map(|row| match topic.render(Some(row)) {
+                            Ok(t) => t.as_str().to_owned(),
+                            Err(e) => format!("error: {e}"),
+                        })
+                        .collect(),
                     payloads: payloads.clone(),
                 },
             })
             .collect(),
+        rows,
         not_json,
         missing_fields,
         type_mismatches,

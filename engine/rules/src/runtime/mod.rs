@@ -30,7 +30,7 @@ use eddy_core::{Backpressure, Message, MessageTap, Publish};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-pub use actions::{Action, ActionError, MAX_ACTIONS, parse_actions, row_payloads};
+pub use actions::{Action, ActionError, MAX_ACTIONS, TopicTemplate, parse_actions, row_payloads};
 pub use dry_run::{ActionPreview, DryRun, SampleMessage, dry_run};
 pub use metrics::{RuleCounts, RuleMetrics};
 pub use set::{DefinitionError, RuleDefinition};
@@ -197,9 +197,9 @@ impl RuleEngine {
     }
 
     fn run_rule(&self, rule: &LoadedRule, batch: &MessageBatch, oldest_ms: i64, handle: &Handle) {
-        let result = rule.compiled.run(batch);
+        let result = rule.compiled.run_with_qos(batch);
         rule.collect_decode_stats();
-        let output = match result {
+        let (output, qos) = match result {
             Ok(output) => output,
             Err(error) => {
                 rule.metrics.evaluation_failed(batch.num_rows() as u64);
@@ -209,58 +209,103 @@ impl RuleEngine {
         };
         rule.metrics.passed(output.num_rows() as u64);
         if output.num_rows() > 0 {
-            let payloads = row_payloads(&output);
-            let failed = self.act(rule, &rule.actions, &payloads, handle);
+            let rows = Outputs::new(&output, &qos, &rule.actions, &rule.error_actions);
+            let all: Vec<usize> = (0..rows.payloads.len()).collect();
+            let failed = self.act(rule, &rule.actions, &rows, &all, handle);
             if !failed.is_empty() && !rule.error_actions.is_empty() {
-                self.act(rule, &rule.error_actions, &failed, handle);
+                self.act(rule, &rule.error_actions, &rows, &failed, handle);
             }
         }
         let waited_ms = eddy_core::time::unix_now_ms().saturating_sub(oldest_ms);
         rule.metrics.latency(waited_ms as f64 / 1000.0);
     }
 
-    /// Runs `actions` on `payloads`; returns the payloads an action failed to take.
+    /// Runs `actions` on the output rows `which`; returns the rows an action failed to
+    /// take (each once, however many actions failed it).
     fn act(
         &self,
         rule: &LoadedRule,
         actions: &[Action],
-        payloads: &[bytes::Bytes],
+        rows: &Outputs,
+        which: &[usize],
         handle: &Handle,
-    ) -> Vec<bytes::Bytes> {
-        let mut failed = Vec::new();
+    ) -> Vec<usize> {
+        let mut failed = std::collections::BTreeSet::new();
         let publisher = format!("{RULE_PUBLISHER_PREFIX}{}", rule.definition.name);
         for action in actions {
             match action {
                 Action::Republish { topic, qos } => {
                     let now_ms = eddy_core::time::unix_now_ms();
-                    let sends = payloads.iter().map(|payload| {
-                        self.publisher.publish(Message {
-                            topic: topic.clone(),
-                            payload: payload.clone(),
-                            qos: *qos,
-                            retain: false,
-                            publisher: publisher.clone(),
-                            received_at_ms: now_ms,
-                            properties: None,
-                        })
-                    });
-                    rule.metrics.action_given(payloads.len() as u64);
-                    let results = handle.block_on(futures::future::join_all(sends));
-                    let mut errors = 0;
-                    for (result, payload) in results.into_iter().zip(payloads) {
+                    rule.metrics.action_given(which.len() as u64);
+                    let mut errors = 0u64;
+                    let mut report = |row: usize, error: &dyn std::fmt::Display| {
+                        errors += 1;
+                        if errors == 1 {
+                            tracing::warn!(rule = %rule.definition.name, topic = topic.as_str(), %error, "republish failed");
+                        }
+                        failed.insert(row);
+                    };
+                    let mut sends = Vec::with_capacity(which.len());
+                    for &row in which {
+                        match topic.render(rows.json.as_ref().map(|j| &j[row])) {
+                            Ok(to) => sends.push((row, to)),
+                            Err(error) => report(row, &error),
+                        }
+                    }
+                    let results = handle.block_on(futures::future::join_all(sends.iter().map(
+                        |(row, to)| {
+                            self.publisher.publish(Message {
+                                topic: to.clone(),
+                                payload: rows.payloads[*row].clone(),
+                                qos: qos.unwrap_or(rows.qos[*row]),
+                                retain: false,
+                                publisher: publisher.clone(),
+                                received_at_ms: now_ms,
+                                properties: None,
+                            })
+                        },
+                    )));
+                    for ((row, _), result) in sends.iter().zip(results) {
                         if let Err(error) = result {
-                            errors += 1;
-                            if errors == 1 {
-                                tracing::warn!(rule = %rule.definition.name, topic = topic.as_str(), %error, "republish failed");
-                            }
-                            failed.push(payload.clone());
+                            report(*row, &error);
                         }
                     }
                     rule.metrics.action_failed(errors);
                 }
             }
         }
-        failed
+        failed.into_iter().collect()
+    }
+}
+
+/// A rule's output rows as its actions take them.
+struct Outputs {
+    payloads: Vec<bytes::Bytes>,
+    /// The QoS of the message each row came from.
+    qos: Vec<eddy_core::QoS>,
+    /// The rows as JSON objects, when an action's topic has variables.
+    json: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl Outputs {
+    fn new(
+        output: &arrow::array::RecordBatch,
+        qos: &arrow::array::UInt8Array,
+        actions: &[Action],
+        error_actions: &[Action],
+    ) -> Self {
+        let needs_json = actions.iter().chain(error_actions).any(|a| match a {
+            Action::Republish { topic, .. } => topic.has_variables(),
+        });
+        Self {
+            payloads: row_payloads(output),
+            qos: qos
+                .values()
+                .iter()
+                .map(|q| eddy_core::QoS::from_u8(*q).unwrap_or(eddy_core::QoS::AtMostOnce))
+                .collect(),
+            json: needs_json.then(|| crate::rows_as_json(output)),
+        }
     }
 }
 
