@@ -238,8 +238,10 @@ impl RuleEngine {
                     let now_ms = eddy_core::time::unix_now_ms();
                     rule.metrics.action_given(which.len() as u64);
                     let mut errors = 0u64;
+                    // Counted at once, so the counters never lag what was published.
                     let mut report = |row: usize, error: &dyn std::fmt::Display| {
                         errors += 1;
+                        rule.metrics.action_failed(1);
                         if errors == 1 {
                             tracing::warn!(rule = %rule.definition.name, topic = topic.as_str(), %error, "republish failed");
                         }
@@ -270,7 +272,6 @@ impl RuleEngine {
                             report(*row, &error);
                         }
                     }
-                    rule.metrics.action_failed(errors);
                 }
             }
         }
