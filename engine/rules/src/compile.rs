@@ -83,9 +83,8 @@ struct Item {
     json_kind: Option<&'static str>,
 }
 
-/// The DataFusion session every rule is planned with: built once (its function
-/// registry with Tencent's UDFs), since building one per rule made loading 10,000 rules
-/// take seconds. Planning only reads it.
+/// The DataFusion session every rule is planned with: built once, with Tencent's UDFs in
+/// its function registry, rather than once per rule. Planning only reads it.
 fn session() -> &'static SessionState {
     static SESSION: OnceLock<SessionState> = OnceLock::new();
     SESSION.get_or_init(|| {
