@@ -1,5 +1,6 @@
-//! Connect and disconnect events: what the rule engine (issue C) turns into Tencent's
-//! `StatusChange` messages (`Event: Online|Offline`).
+//! Connect and disconnect events: what the forwarding destinations (issue D) will turn
+//! into Tencent's `StatusChange` messages (`Event: Online|Offline`); nothing consumes them
+//! in `eddy serve` yet.
 //!
 //! They are emitted under the router's lock, so they come in exactly the order in which
 //! connections took over and released their ClientIds: a reconnect's `Connected` is never
