@@ -108,18 +108,23 @@ impl Params {
         }
     }
 
-    /// A list of objects, each read with the same rules (`Key.0.Field` in errors).
-    pub fn object_list(&self, key: &str) -> Result<Vec<Params>, ApiError> {
+    /// The array under `key` (required), whose items are `what`, for the error message.
+    fn array(&self, key: &str, what: &str) -> Result<&Vec<Value>, ApiError> {
         let value = self
             .get(key)
             .ok_or_else(|| ApiError::missing(&self.path(key)))?;
-        let Value::Array(items) = value else {
-            return Err(ApiError::invalid(
+        match value {
+            Value::Array(items) => Ok(items),
+            _ => Err(ApiError::invalid(
                 &self.path(key),
-                format!("expected an array of objects, got {}", kind(value)),
-            ));
-        };
-        items
+                format!("expected an array of {what}, got {}", kind(value)),
+            )),
+        }
+    }
+
+    /// A list of objects, each read with the same rules (`Key.0.Field` in errors).
+    pub fn object_list(&self, key: &str) -> Result<Vec<Params>, ApiError> {
+        self.array(key, "objects")?
             .iter()
             .enumerate()
             .map(|(i, item)| match item {
@@ -139,16 +144,7 @@ impl Params {
 
     /// A list of strings; GET sends it as `Key.0`, `Key.1`, ….
     pub fn str_list(&self, key: &str) -> Result<Vec<String>, ApiError> {
-        let value = self
-            .get(key)
-            .ok_or_else(|| ApiError::missing(&self.path(key)))?;
-        let Value::Array(items) = value else {
-            return Err(ApiError::invalid(
-                &self.path(key),
-                format!("expected an array of strings, got {}", kind(value)),
-            ));
-        };
-        items
+        self.array(key, "strings")?
             .iter()
             .enumerate()
             .map(|(i, item)| match item {
