@@ -4,6 +4,8 @@
 //! plugins) and the management plane speak in these types. This crate depends on no other
 //! Eddy crate and does no I/O: it owns names, validation and small pure helpers.
 //!
+//! - [`destination`]: rule output rows ([`destination::Envelope`]) and the trait a
+//!   destination (a plugin) implements; shared by rules, delivery and the plugin host.
 //! - [`downlink`]: the trait the API uses to send one device a message.
 //! - [`filter_index`]: many topic filters looked up by topic, in time independent of
 //!   their count (the rule engine's index).
@@ -41,6 +43,7 @@ macro_rules! string_newtype_display {
 }
 
 pub mod credential;
+pub mod destination;
 pub mod downlink;
 pub mod filter_index;
 pub mod ids;
