@@ -26,13 +26,15 @@ pub struct RowMeta {
     pub timestamp_ms: u64,
 }
 
-/// One selected row: its de-duplication id, its JSON object text, its origin.
+/// One selected row: its de-duplication id, its payload, its origin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {
     /// Stable across redeliveries and unique per action queue.
     pub id: String,
-    /// The rule's SELECT output for this row as a JSON object text.
-    pub json: String,
+    /// The rule's SELECT output as a JSON object text — or, when `json` is false, the
+    /// source payload unchanged (a rule selecting only `*` over a non-object payload).
+    pub payload: Vec<u8>,
+    pub json: bool,
     pub meta: RowMeta,
 }
 
@@ -74,6 +76,10 @@ pub enum DeliveryError {
     /// Never succeeds: run the rule's error action and dead-letter the batch.
     #[error("{0}")]
     Permanent(String),
+    /// These rows (index in the batch, reason) never succeed; every other row was
+    /// delivered. The error action and the dead-letter queue take these rows only.
+    #[error("{} row(s) rejected, first: {}", .0.len(), .0.first().map(|r| r.1.as_str()).unwrap_or(""))]
+    Rejected(Vec<(usize, String)>),
 }
 
 /// A place rule output goes to (a plugin instance, in practice). Called with one batch at
