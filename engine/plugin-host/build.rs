@@ -1,0 +1,80 @@
+//! Builds the built-in destination plugins (`plugins/`, a separate workspace) for
+//! `wasm32-wasip2` and copies them into OUT_DIR for `include_bytes!`.
+//!
+//! Needs the target: `rustup target add wasm32-wasip2` (the README's commands install it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PLUGINS: [(&str, &str); 2] = [
+    ("eddy-plugin-republish", "republish"),
+    ("eddy-plugin-http-forward", "http-forward"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let root = manifest_dir.join("../..");
+    let plugins = root.join("plugins");
+    for watched in [
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "plugins/republish",
+        "plugins/http-forward",
+        "sdk-wit/src",
+        "sdk-wit/wit",
+        "sdk-wit/Cargo.toml",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
+    // <target>/<profile>/build/<crate>/out → <target>/wasm-plugins: shared by every
+    // profile, so the guest build is incremental too.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join("wasm-plugins"))
+        .unwrap_or_else(|| out_dir.join("wasm-plugins"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&plugins)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for (package, _) in PLUGINS {
+        command.args(["-p", package]);
+    }
+    // The host build's flags and wrappers (clippy, coverage) are not for the guests.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        command.env_remove(var);
+    }
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo for plugins/: {e}"));
+    if !status.success() {
+        panic!(
+            "building the built-in plugins failed (is the target installed? \
+             `rustup target add wasm32-wasip2`)"
+        );
+    }
+    for (package, name) in PLUGINS {
+        let file = format!("{}.wasm", package.replace('-', "_"));
+        let built: &Path = &target_dir.join("wasm32-wasip2/release").join(file);
+        std::fs::copy(built, out_dir.join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+    }
+}

@@ -1,0 +1,243 @@
+//! The connectors plugins reach the outside through, each checked against the
+//! destination's [`Grants`](crate::Grants) first.
+//!
+//! | interface | connector                                   | granted by                  |
+//! |-----------|---------------------------------------------|-----------------------------|
+//! | `mqtt`    | the hub's router ([`eddy_core::Publish`])   | topic filters               |
+//! | `http`    | reqwest (one pooled client for the hub)     | `host` / `host:port` / `*`  |
+//! | `kafka`   | not built yet: refused (see the crate docs) | topics                      |
+//! | `pulsar`  | not built yet: refused                      | topics                      |
+//! | `sql`     | not built yet: refused                      | tables                      |
+//!
+//! Time spent waiting here does not count against the plugin's CPU deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eddy_core::{Message, Publish, QoS, Topic};
+
+use crate::bindings::eddy::plugin::{http, kafka, mqtt, pulsar, sql, types::ConnectorError};
+use crate::state::HostState;
+
+/// The hub-wide connector clients every destination shares.
+#[derive(Debug, Clone)]
+pub struct Connectors {
+    /// The router, for `mqtt.publish` (none: every publish is refused as unavailable).
+    pub publisher: Option<Arc<dyn Publish>>,
+    pub http: reqwest::Client,
+    /// `http.send` timeout when the plugin gives none.
+    pub http_timeout: Duration,
+}
+
+impl Connectors {
+    pub fn new(publisher: Option<Arc<dyn Publish>>) -> Self {
+        Self {
+            publisher,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap_or_default(),
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Most bytes an `http.send` response body may have; longer bodies are cut.
+const MAX_RESPONSE_BODY: usize = 1 << 20;
+
+impl HostState {
+    /// Runs a connector call, keeping its wall time out of the CPU deadline.
+    async fn timed<T>(&mut self, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = call.await;
+        self.host_time += started.elapsed();
+        out
+    }
+}
+
+impl mqtt::Host for HostState {
+    async fn publish(
+        &mut self,
+        messages: Vec<mqtt::Message>,
+    ) -> wasmtime::Result<Result<(), ConnectorError>> {
+        let grants = &self.shared.grants;
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            let topic = match Topic::parse(&m.topic) {
+                Ok(topic) => topic,
+                Err(e) => {
+                    return Ok(Err(ConnectorError::Invalid(format!(
+                        "topic {:?}: {e}",
+                        m.topic
+                    ))));
+                }
+            };
+            if !grants.allows_topic(&topic) {
+                return Ok(Err(ConnectorError::PermissionDenied(format!(
+                    "destination {} may not publish to {:?}",
+                    self.shared.name, m.topic
+                ))));
+            }
+            let Some(qos) = QoS::from_u8(m.qos) else {
+                return Ok(Err(ConnectorError::Invalid(format!(
+                    "qos {} is not 0, 1 or 2",
+                    m.qos
+                ))));
+            };
+            out.push(Message {
+                topic,
+                payload: Bytes::from(m.payload),
+                qos,
+                retain: false,
+                publisher: self.shared.publisher_id.clone(),
+                received_at_ms: eddy_core::time::unix_now_ms(),
+                properties: None,
+            });
+        }
+        let Some(publisher) = self.shared.connectors.publisher.clone() else {
+            return Ok(Err(ConnectorError::Unavailable(
+                "this hub has no router attached".into(),
+            )));
+        };
+        let results = self
+            .timed(futures::future::join_all(
+                out.into_iter().map(|m| publisher.publish(m)),
+            ))
+            .await;
+        Ok(match results.into_iter().find_map(Result::err) {
+            Some(error) => Err(ConnectorError::Unavailable(error.to_string())),
+            None => Ok(()),
+        })
+    }
+}
+
+impl http::Host for HostState {
+    async fn send(
+        &mut self,
+        request: http::Request,
+    ) -> wasmtime::Result<Result<http::Response, ConnectorError>> {
+        let url = match reqwest::Url::parse(&request.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            Ok(_) => {
+                return Ok(Err(ConnectorError::Invalid(format!(
+                    "{:?} is not an http(s) URL",
+                    request.url
+                ))));
+            }
+            Err(e) => {
+                return Ok(Err(ConnectorError::Invalid(format!(
+                    "{:?}: {e}",
+                    request.url
+                ))));
+            }
+        };
+        if !self.shared.grants.allows_url(&url) {
+            return Ok(Err(ConnectorError::PermissionDenied(format!(
+                "destination {} may not call {}",
+                self.shared.name,
+                url.host_str().unwrap_or("")
+            ))));
+        }
+        let Ok(method) = reqwest::Method::from_bytes(request.method.as_bytes()) else {
+            return Ok(Err(ConnectorError::Invalid(format!(
+                "bad method {:?}",
+                request.method
+            ))));
+        };
+        let timeout = match request.timeout_ms {
+            0 => self.shared.connectors.http_timeout,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        let mut builder = self
+            .shared
+            .connectors
+            .http
+            .request(method, url)
+            .timeout(timeout)
+            .body(request.body);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let result = self
+            .timed(async move {
+                let response = builder.send().await?;
+                let status = response.status().as_u16();
+                let headers = response
+                    .headers()
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                    .collect();
+                let mut body = response.bytes().await?.to_vec();
+                body.truncate(MAX_RESPONSE_BODY);
+                Ok::<_, reqwest::Error>(http::Response {
+                    status,
+                    headers,
+                    body,
+                })
+            })
+            .await;
+        Ok(result.map_err(|e| {
+            if e.is_builder() {
+                ConnectorError::Invalid(e.to_string())
+            } else {
+                ConnectorError::Unavailable(e.to_string())
+            }
+        }))
+    }
+}
+
+/// The answer of a connector this build does not have: refused outside the grants like any
+/// other, and unavailable (so retried, never lost) inside them.
+fn not_built(name: &str, granted: bool, destination: &str) -> ConnectorError {
+    if granted {
+        ConnectorError::Unavailable(format!(
+            "the {name} connector is not part of this build of Eddy"
+        ))
+    } else {
+        ConnectorError::PermissionDenied(format!("destination {destination} has no {name} grant"))
+    }
+}
+
+impl kafka::Host for HostState {
+    async fn produce(
+        &mut self,
+        records: Vec<kafka::KafkaRecord>,
+    ) -> wasmtime::Result<Result<(), ConnectorError>> {
+        let granted = records
+            .iter()
+            .all(|r| self.shared.grants.kafka_topics.contains(&r.topic));
+        Ok(Err(not_built(
+            "Kafka",
+            granted && !records.is_empty(),
+            &self.shared.name,
+        )))
+    }
+}
+
+impl pulsar::Host for HostState {
+    async fn send(
+        &mut self,
+        messages: Vec<pulsar::Message>,
+    ) -> wasmtime::Result<Result<(), ConnectorError>> {
+        let granted = messages
+            .iter()
+            .all(|m| self.shared.grants.pulsar_topics.contains(&m.topic));
+        Ok(Err(not_built(
+            "Pulsar",
+            granted && !messages.is_empty(),
+            &self.shared.name,
+        )))
+    }
+}
+
+impl sql::Host for HostState {
+    async fn execute(
+        &mut self,
+        _statement: String,
+        _rows: Vec<Vec<sql::Value>>,
+    ) -> wasmtime::Result<Result<u64, ConnectorError>> {
+        let granted = !self.shared.grants.sql_tables.is_empty();
+        Ok(Err(not_built("SQL", granted, &self.shared.name)))
+    }
+}

@@ -1,0 +1,281 @@
+//! The plugin host with real components: the embedded built-ins and the hostile fixture
+//! (`plugins/hostile`, built here for wasm32-wasip2 on first use).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use eddy_core::destination::{DeliveryError, Destination, Envelope, Row, RowMeta};
+use eddy_core::{Message, Publish, PublishError, QoS, TopicFilter};
+use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
+
+/// The router's stand-in for these unit tests: records what plugins publish. (The
+/// end-to-end tests in `tests/` run the real broker.)
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Vec<Message>>);
+
+#[async_trait::async_trait]
+impl Publish for Recorder {
+    async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        self.0.lock().expect("lock").push(message);
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<Message> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
+}
+
+fn host(settings: HostSettings) -> (Arc<PluginHost>, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let host = PluginHost::new(
+        settings,
+        Connectors::new(Some(recorder.clone() as Arc<dyn Publish>)),
+    )
+    .expect("host");
+    (host, recorder)
+}
+
+fn envelope(payloads: &[&str]) -> Envelope {
+    Envelope {
+        columns: vec!["k".into(), "v".into()],
+        rows: payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Row {
+                id: format!("m{i}-0"),
+                payload: p.as_bytes().to_vec(),
+                json: true,
+                meta: RowMeta {
+                    topic: "PID/dev/event".into(),
+                    product_id: "PID".into(),
+                    device_name: "dev".into(),
+                    qos: 1,
+                    seq: i as u64 + 1,
+                    timestamp_ms: 1_700_000_000_000,
+                },
+            })
+            .collect(),
+    }
+}
+
+/// `plugins/hostile`, built once per test binary.
+fn hostile_wasm() -> Vec<u8> {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let path = BUILT.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let exe = std::env::current_exe().expect("test exe");
+        let target = exe
+            .ancestors()
+            .nth(3)
+            .expect("target dir")
+            .join("wasm-plugins");
+        let status = std::process::Command::new(env!("CARGO"))
+            .current_dir(root.join("plugins"))
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "eddy-plugin-hostile",
+            ])
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("cargo");
+        assert!(status.success(), "building plugins/hostile");
+        target.join("wasm32-wasip2/release/eddy_plugin_hostile.wasm")
+    });
+    std::fs::read(path).expect("hostile wasm")
+}
+
+async fn hostile(
+    host: &Arc<PluginHost>,
+    name: &str,
+    mode: &str,
+    grants: Grants,
+) -> Arc<eddy_plugin_host::PluginDestination> {
+    let plugin = host.load("test:hostile", &hostile_wasm()).expect("load");
+    let config = serde_json::json!({"mode": mode, "topic": "ok/out"}).to_string();
+    host.destination(plugin, name, "$rule/test", config, grants)
+        .await
+        .expect("start")
+}
+
+fn ok_grants() -> Grants {
+    Grants {
+        mqtt_topics: vec![TopicFilter::parse("ok/#").expect("filter")],
+        ..Grants::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn republish_fills_topic_variables_keeps_qos_and_rejects_rows_it_cannot_route() {
+    let (host, recorder) = host(HostSettings::default());
+    let plugin = host.load_builtin("republish").expect("builtin");
+    let template = "out/${k}/data";
+    let destination = host
+        .destination(
+            plugin,
+            "rule/r/0",
+            "$rule/r",
+            serde_json::json!({ "topic": template }).to_string(),
+            Grants::for_republish(template).expect("grant"),
+        )
+        .await
+        .expect("start");
+    let batch = envelope(&[r#"{"k":"a","v":1}"#, r#"{"v":2}"#, r#"{"k":7,"v":3}"#]);
+    let outcome = destination.deliver(&batch).await;
+    match outcome {
+        Err(DeliveryError::Rejected(rows)) => {
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].0, 1);
+            assert!(rows[0].1.contains("\"k\""), "{}", rows[0].1);
+        }
+        other => panic!("expected one rejected row, got {other:?}"),
+    }
+    let published = recorder.take();
+    let topics: Vec<&str> = published.iter().map(|m| m.topic.as_str()).collect();
+    assert_eq!(topics, ["out/a/data", "out/7/data"]);
+    assert!(
+        published
+            .iter()
+            .all(|m| m.qos == QoS::AtLeastOnce && m.publisher == "$rule/r")
+    );
+    assert_eq!(&published[0].payload[..], br#"{"k":"a","v":1}"#);
+
+    // A row whose variable would leave the granted shape is refused by the grant.
+    let outcome = destination.deliver(&envelope(&[r#"{"k":"a/b"}"#])).await;
+    assert!(
+        matches!(&outcome, Err(DeliveryError::Permanent(why)) if why.contains("permission denied")),
+        "{outcome:?}"
+    );
+    assert!(recorder.take().is_empty());
+    let counts = host.counts("rule/r/0").expect("metrics").counts();
+    assert_eq!((counts.calls, counts.rows, counts.traps), (2, 4, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_configuration_is_refused_at_start() {
+    let (host, _) = host(HostSettings::default());
+    let plugin = host.load_builtin("republish").expect("builtin");
+    let error = host
+        .destination(
+            plugin,
+            "bad",
+            "$rule/bad",
+            r#"{"topic":"a","qos":2}"#.into(),
+            Grants::default(),
+        )
+        .await
+        .expect_err("qos 2 refused");
+    assert!(error.to_string().contains("qos"), "{error}");
+    assert!(host.load("junk", b"not wasm").is_err());
+    assert!(host.load_builtin("teleport").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_outside_the_grants_fails_with_a_permission_error_the_plugin_sees() {
+    let (host, recorder) = host(HostSettings::default());
+    let destination = hostile(&host, "grant", "grant", ok_grants()).await;
+    let outcome = destination.deliver(&envelope(&["{}"])).await;
+    match outcome {
+        Err(DeliveryError::Permanent(why)) => {
+            assert!(
+                why.contains("PermissionDenied") && why.contains("not/granted"),
+                "{why}"
+            );
+        }
+        other => panic!("expected the plugin's report, got {other:?}"),
+    }
+    assert!(
+        recorder.take().is_empty(),
+        "nothing published outside the grant"
+    );
+    let metrics = host.counts("grant").expect("metrics");
+    assert_eq!(metrics.plugin_counter("grant_checks"), 1);
+    assert_eq!(metrics.counts().traps, 0);
+}
+
+/// Each hostile mode traps its own instance only; the host restarts it and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loops_memory_bombs_and_panics_cost_only_their_instance() {
+    let settings = HostSettings {
+        cpu_time: Duration::from_millis(300),
+        memory_bytes: 32 << 20,
+        restart_initial: Duration::from_millis(1),
+        ..HostSettings::default()
+    };
+    let (host, recorder) = host(settings);
+    let control = hostile(&host, "control", "ok", ok_grants()).await;
+    for (mode, needle) in [
+        ("spin", "interrupt"),
+        ("memory", "memory"),
+        ("panic", "unreachable"),
+    ] {
+        let destination = hostile(&host, mode, mode, ok_grants()).await;
+        for attempt in 1..=2u64 {
+            let outcome = destination.deliver(&envelope(&["{}"])).await;
+            match &outcome {
+                Err(DeliveryError::Retry(why)) => {
+                    assert!(why.contains("trapped"), "{mode}: {why}");
+                    assert!(why.to_lowercase().contains(needle), "{mode}: {why}");
+                }
+                other => panic!("{mode}: expected a retryable trap, got {other:?}"),
+            }
+            let counts = host.counts(mode).expect("metrics").counts();
+            assert_eq!(counts.traps, attempt, "{mode}");
+            assert_eq!(
+                counts.restarts,
+                attempt - 1,
+                "{mode}: restarted before each retry"
+            );
+        }
+        // The well-behaved destination is unaffected.
+        control
+            .deliver(&envelope(&[mode]))
+            .await
+            .expect("control delivers");
+    }
+    let out: Vec<Vec<u8>> = recorder
+        .take()
+        .into_iter()
+        .map(|m| m.payload.to_vec())
+        .collect();
+    assert_eq!(
+        out,
+        [b"spin".to_vec(), b"memory".to_vec(), b"panic".to_vec()]
+    );
+}
+
+/// A plugin spinning inside `deliver` does not hold up another destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_plugin_does_not_block_others() {
+    let settings = HostSettings {
+        cpu_time: Duration::from_secs(120),
+        ..HostSettings::default()
+    };
+    let (host, recorder) = host(settings);
+    let spinner = hostile(&host, "spinner", "spin", ok_grants()).await;
+    let control = hostile(&host, "control", "ok", ok_grants()).await;
+    let spinning = tokio::spawn(async move { spinner.deliver(&envelope(&["x"])).await });
+    for i in 0..20 {
+        control
+            .deliver(&envelope(&[&format!("{i}")]))
+            .await
+            .expect("control delivers");
+    }
+    assert_eq!(recorder.take().len(), 20);
+    assert!(
+        !spinning.is_finished(),
+        "the spinner is still spinning (120 s budget)"
+    );
+    spinning.abort();
+}
