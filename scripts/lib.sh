@@ -36,6 +36,12 @@ ensure_rust() {
     log "  rustup toolchain install 1.95 && rustup default 1.95"
     exit 1
   fi
+  # The built-in destination plugins are Wasm components built with the hub.
+  if command -v rustup >/dev/null 2>&1 \
+    && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    log "adding the wasm32-wasip2 target (built-in destination plugins)"
+    rustup target add wasm32-wasip2 >&2
+  fi
 }
 
 # ensure_build_tools: a C compiler and friends for crates that build C (SQLite, ring).

@@ -12,5 +12,6 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod destinations;
 pub mod directory;
 pub mod rules;

@@ -2,7 +2,8 @@
 //! its own FROM filter (`p/devN/+`), messages spread over the first (up to) 100 devices so
 //! each matches exactly one rule. Measures the whole path a message takes — offer (index
 //! check, queue), batching, index lookup per message, decode + WHERE + SELECT, the
-//! republish action — up to the output reaching a publisher that only counts. With the
+//! durable commit into the action queues (fsync, group commit) and the delivery worker —
+//! up to the rows reaching a destination that only counts. With the
 //! shared filter index the per-message cost should not grow with the rule count.
 //!
 //! Also prints the time to load each set and the resident memory per loaded rule.
@@ -15,17 +16,31 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use eddy_core::{Message, MessageTap, Publish, PublishError, QoS, Topic};
-use eddy_rules::{EngineSettings, RuleDefinition, RuleEngine};
+use eddy_core::destination::{DeliveryError, Destination, Envelope};
+use eddy_core::{Message, MessageTap, QoS, Topic};
+use eddy_delivery::{Delivery, DeliverySettings, QueueId};
+use eddy_rules::{
+    Action, DestinationFactory, DestinationFuture, EngineSettings, RuleDefinition, RuleEngine,
+};
 
 #[derive(Debug, Default)]
 struct Counting(AtomicU64);
 
 #[async_trait::async_trait]
-impl Publish for Counting {
-    async fn publish(&self, _message: Message) -> Result<(), PublishError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
+impl Destination for Counting {
+    async fn deliver(&self, batch: &Envelope) -> Result<(), DeliveryError> {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Factory(Arc<Counting>);
+
+impl DestinationFactory for Factory {
+    fn start(&self, _queue: &QueueId, _rule: &str, _action: &Action) -> DestinationFuture {
+        let counting = self.0.clone();
+        Box::pin(async move { Ok(counting as Arc<dyn Destination>) })
     }
 }
 
@@ -79,8 +94,16 @@ fn bench(c: &mut Criterion) {
     for n in [1usize, 100, 10_000] {
         let batch = messages(4096, n.min(100));
         let counted = Arc::new(Counting::default());
+        let dir = tempfile::tempdir().expect("temp dir");
         let engine = runtime.block_on(async {
-            RuleEngine::start(EngineSettings::default(), counted.clone()).expect("engine")
+            let log = eddy_queue::Log::open(dir.path()).expect("log");
+            let delivery = Delivery::open(&log, DeliverySettings::default()).expect("delivery");
+            RuleEngine::start(
+                EngineSettings::default(),
+                delivery,
+                Arc::new(Factory(counted.clone())),
+            )
+            .expect("engine")
         });
         let definitions = rules(n);
         let before = rss();

@@ -246,24 +246,27 @@ impl CompiledRule {
         self.evaluate(&self.decode(batch)?)
     }
 
-    /// [`run`](Self::run), also returning the QoS of the message each output row came
-    /// from (a republish keeps it, as Tencent's does).
-    pub fn run_with_qos(
+    /// [`run`](Self::run), also returning the input row each output row came from (its
+    /// metadata — topic, device, QoS, seq — travels with the row to the actions).
+    pub fn run_selected(
         &self,
         batch: &MessageBatch,
-    ) -> Result<(RecordBatch, arrow::array::UInt8Array), RuleError> {
+    ) -> Result<(RecordBatch, Vec<usize>), RuleError> {
         let (output, selection) = self.evaluate_selecting(&self.decode(batch)?)?;
-        let qos = batch.record_batch().column(batch::QOS);
-        let qos = match selection {
-            Some(mask) => arrow::compute::filter(qos, &mask)?,
-            None => Arc::clone(qos),
+        let sources: Vec<usize> = match selection {
+            Some(mask) => (0..mask.len())
+                .filter(|&i| arrow::array::Array::is_valid(&mask, i) && mask.value(i))
+                .collect(),
+            None => (0..batch.num_rows()).collect(),
         };
-        let qos = qos
-            .as_any()
-            .downcast_ref::<arrow::array::UInt8Array>()
-            .ok_or_else(|| RuleError::Internal("the qos column is not UInt8".into()))?
-            .clone();
-        Ok((output, qos))
+        if sources.len() != output.num_rows() {
+            return Err(RuleError::Internal(format!(
+                "{} output rows for {} selected input rows",
+                output.num_rows(),
+                sources.len()
+            )));
+        }
+        Ok((output, sources))
     }
 }
 

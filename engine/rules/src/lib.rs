@@ -75,5 +75,8 @@ pub use batch::{MessageBatch, MessageBatchBuilder};
 pub use compile::{CompiledRule, JSON_KIND_KEY, JSON_KIND_PAYLOAD, JSON_KIND_RAW, RuleStats};
 pub use error::RuleError;
 pub use output::rows_as_json;
-pub use runtime::{EngineSettings, RuleDefinition, RuleEngine};
+pub use runtime::{
+    Action, DestinationFactory, DestinationFuture, EngineSettings, RULE_PUBLISHER_PREFIX,
+    RuleDefinition, RuleEngine,
+};
 pub use sql::RuleSql;

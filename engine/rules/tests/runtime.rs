@@ -1,32 +1,65 @@
 //! The running engine: messages offered as the broker offers them, rules loaded and
-//! replaced while messages flow, republished output collected from a recording publisher
-//! (the end-to-end tests in tests/mqtt/rules.rs use the real broker).
+//! replaced while messages flow, each action's rows collected from a recording destination
+//! behind the real delivery layer (the end-to-end tests in tests/mqtt/rules.rs run the
+//! real broker and the real plugins).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_core::{Message, MessageTap, Publish, PublishError, QoS, Topic};
+use eddy_core::destination::{DeliveryError, Destination, Envelope, Row};
+use eddy_core::{Message, MessageTap, QoS, Topic};
+use eddy_delivery::{Delivery, DeliverySettings, QueueId};
 use eddy_rules::runtime::{RULE_PUBLISHER_PREFIX, SampleMessage, dry_run};
-use eddy_rules::{EngineSettings, RuleDefinition, RuleEngine};
+use eddy_rules::{
+    Action, DestinationFactory, DestinationFuture, EngineSettings, RuleDefinition, RuleEngine,
+};
 use tokio::sync::mpsc;
 
+/// Sends every delivered row, with its queue, to the test.
 #[derive(Debug)]
-struct Recorder(mpsc::UnboundedSender<Message>);
+struct Recorder(String, mpsc::UnboundedSender<(String, Row)>);
 
 #[async_trait::async_trait]
-impl Publish for Recorder {
-    async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        self.0
-            .send(message)
-            .map_err(|_| PublishError("recorder closed".into()))
+impl Destination for Recorder {
+    async fn deliver(&self, batch: &Envelope) -> Result<(), DeliveryError> {
+        for row in &batch.rows {
+            self.1
+                .send((self.0.clone(), row.clone()))
+                .map_err(|_| DeliveryError::Permanent("test over".into()))?;
+        }
+        Ok(())
     }
 }
 
-fn engine(settings: EngineSettings) -> (Arc<RuleEngine>, mpsc::UnboundedReceiver<Message>) {
+#[derive(Debug)]
+struct Factory(mpsc::UnboundedSender<(String, Row)>);
+
+impl DestinationFactory for Factory {
+    fn start(&self, queue: &QueueId, _rule: &str, _action: &Action) -> DestinationFuture {
+        let destination = Arc::new(Recorder(queue.to_string(), self.0.clone()));
+        Box::pin(async move { Ok(destination as Arc<dyn Destination>) })
+    }
+}
+
+struct Harness {
+    engine: Arc<RuleEngine>,
+    rx: mpsc::UnboundedReceiver<(String, Row)>,
+    _dir: tempfile::TempDir,
+}
+
+fn engine(settings: EngineSettings) -> Harness {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = eddy_queue::Log::open(dir.path()).expect("log");
+    let delivery = Delivery::open(&log, DeliverySettings::default()).expect("delivery");
     let (tx, rx) = mpsc::unbounded_channel();
-    let engine = RuleEngine::start(settings, Arc::new(Recorder(tx))).expect("engine thread");
-    (engine, rx)
+    let engine =
+        RuleEngine::start(settings, delivery, Arc::new(Factory(tx))).expect("engine thread");
+    Harness {
+        engine,
+        rx,
+        _dir: dir,
+    }
 }
 
 fn rule(name: &str, sql: &str, to: &str) -> RuleDefinition {
@@ -57,16 +90,21 @@ async fn offer(engine: &RuleEngine, m: &Arc<Message>) {
     }
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<Message>) -> Message {
+async fn next(rx: &mut mpsc::UnboundedReceiver<(String, Row)>) -> Row {
     tokio::time::timeout(Duration::from_secs(30), rx.recv())
         .await
-        .expect("a republished message within 30 s")
+        .expect("a delivered row within 30 s")
         .expect("recorder open")
+        .1
 }
 
-#[tokio::test]
-async fn a_rule_republishes_what_passes_its_where() {
-    let (engine, mut rx) = engine(EngineSettings::default());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_hands_its_actions_what_passes_its_where() {
+    let Harness {
+        engine,
+        mut rx,
+        _dir,
+    } = engine(EngineSettings::default());
     let failed = engine.load(&[rule(
         "hot",
         "SELECT temp, deviceName() AS dev, clientip() AS ip FROM 'ABCDE12345/+/data' WHERE temp > 30",
@@ -81,11 +119,17 @@ async fn a_rule_republishes_what_passes_its_where() {
         .await;
     }
     offer(&engine, &message("ABCDE12345/dev1/other", r#"{"temp":99}"#)).await;
+    let mut ids = Vec::new();
     for t in [31, 40] {
         let m = next(&mut rx).await;
-        assert_eq!(m.topic.as_str(), "ABCDE12345/dev2/alerts");
-        assert_eq!(m.publisher, format!("{RULE_PUBLISHER_PREFIX}hot"));
-        assert_eq!(m.qos, QoS::AtLeastOnce, "the source message's QoS");
+        assert_eq!(m.meta.topic, "ABCDE12345/dev1/data");
+        assert_eq!(
+            (m.meta.product_id.as_str(), m.meta.device_name.as_str()),
+            ("ABCDE12345", "dev1")
+        );
+        assert_eq!(m.meta.qos, 1, "the source message's QoS");
+        assert!(m.json);
+        ids.push(m.id.clone());
         let row: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON");
         assert_eq!(
             row,
@@ -95,9 +139,10 @@ async fn a_rule_republishes_what_passes_its_where() {
     // Republished messages never feed rules again, and nothing else came out.
     let again = Arc::new(next_like(
         &message("ABCDE12345/dev1/data", r#"{"temp":50}"#),
-        "$rule/hot",
+        &format!("{RULE_PUBLISHER_PREFIX}hot"),
     ));
     assert!(engine.offer(&again, None).is_none());
+    assert_ne!(ids[0], ids[1], "each row has its own id");
     let counts = engine.counts("hot").expect("counted");
     assert_eq!(
         (counts.matched, counts.passed, counts.action_messages),
@@ -113,45 +158,57 @@ fn next_like(m: &Message, publisher: &str) -> Message {
     }
 }
 
-#[tokio::test]
-async fn topic_variables_and_qos_follow_each_row() {
-    let (engine, mut rx) = engine(EngineSettings::default());
-    let failed = engine.load(&[rule(
-        "route",
-        "SELECT house, t FROM 'houses/+/temp'",
-        "house_monitor/${house}/app",
-    )]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_and_error_action_has_its_own_queue_and_binary_rows_pass_through() {
+    let Harness {
+        engine,
+        mut rx,
+        _dir,
+    } = engine(EngineSettings::default());
+    let failed = engine.load(&[RuleDefinition {
+        name: "two".into(),
+        sql: "SELECT * FROM 'bin/#'".into(),
+        actions: r#"[{"republish":{"topic":"x/a"}},{"forward":{"api":"http://127.0.0.1:9/h"}}]"#
+            .into(),
+        error_actions: r#"[{"republish":{"topic":"x/err"}}]"#.into(),
+        enabled: true,
+    }]);
     assert!(failed.is_empty(), "{failed:?}");
     let qos0 = Arc::new(Message {
         qos: QoS::AtMostOnce,
-        ..(*message("houses/h1/temp", r#"{"house":"tencent","t":41}"#)).clone()
+        payload: Bytes::from_static(&[0xff, 0x00]),
+        ..(*message("bin/x", "")).clone()
     });
     offer(&engine, &qos0).await;
-    // No "house": this row cannot be routed; counted, and the next one still goes.
-    offer(&engine, &message("houses/h2/temp", r#"{"t":1}"#)).await;
-    offer(
-        &engine,
-        &message("houses/h3/temp", r#"{"house":"h3","t":2}"#),
-    )
-    .await;
-    let first = next(&mut rx).await;
-    assert_eq!(
-        (first.topic.as_str(), first.qos),
-        ("house_monitor/tencent/app", QoS::AtMostOnce)
-    );
-    let second = next(&mut rx).await;
-    assert_eq!(
-        (second.topic.as_str(), second.qos),
-        ("house_monitor/h3/app", QoS::AtLeastOnce)
-    );
-    let counts = engine.counts("route").expect("counted");
-    assert_eq!((counts.action_messages, counts.action_errors), (3, 1));
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("row")
+                .expect("open"),
+        );
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got[0].0, "rule/two/0");
+    assert_eq!(got[1].0, "rule/two/1");
+    for (_, row) in &got {
+        assert_eq!(row.payload, [0xff, 0x00], "a binary payload passes through");
+        assert!(!row.json);
+        assert_eq!(row.meta.qos, 0);
+    }
+    assert_eq!(got[0].1.id, got[1].1.id, "one id per source message");
+    assert_eq!(engine.counts("two").expect("counted").action_messages, 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_and_disabling_rules_while_messages_flow_loses_none() {
     // Batches of up to 7 rows so many flushes interleave with the reloads.
-    let (engine, mut rx) = engine(EngineSettings {
+    let Harness {
+        engine,
+        mut rx,
+        _dir,
+    } = engine(EngineSettings {
         batch_rows: 7,
         batch_time: Duration::from_millis(1),
         queue: 16,
@@ -196,9 +253,13 @@ async fn replacing_and_disabling_rules_while_messages_flow_loses_none() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_rules_load_and_only_matching_ones_run() {
-    let (engine, mut rx) = engine(EngineSettings::default());
+    let Harness {
+        engine,
+        mut rx,
+        _dir,
+    } = engine(EngineSettings::default());
     let rules: Vec<_> = (0..10_000)
         .map(|i| {
             rule(
@@ -212,10 +273,12 @@ async fn ten_thousand_rules_load_and_only_matching_ones_run() {
     offer(&engine, &message("p/dev1234/x", r#"{"t":1}"#)).await;
     offer(&engine, &message("p/dev9999/x", r#"{"t":0}"#)).await;
     offer(&engine, &message("p/dev7/x", r#"{"t":1}"#)).await;
-    let ids: Vec<_> = [next(&mut rx).await, next(&mut rx).await]
+    let mut ids: Vec<_> = [next(&mut rx).await, next(&mut rx).await]
         .iter()
         .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
         .collect();
+    // Two rules, two queues, two workers: no order between them.
+    ids.sort();
     assert_eq!(ids, [r#"{"id":1234}"#, r#"{"id":7}"#]);
     assert_eq!(engine.counts("r9999").expect("stored").matched, 1);
     assert_eq!(engine.counts("r5").expect("stored").matched, 0);

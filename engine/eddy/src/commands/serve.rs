@@ -60,14 +60,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("restoring persistent sessions")?;
-    // The rule engine sees every accepted message and publishes back through the broker.
+    // Rule actions: a durable queue per action in the same log, delivered by Wasm
+    // destination plugins (republish reaches the router through the broker's Publish).
+    let delivery = eddy_delivery::Delivery::open(&log, config.delivery.settings()?)
+        .context("opening the delivery queues")?;
+    let plugins = eddy_plugin_host::PluginHost::new(
+        config.plugins.settings()?,
+        eddy_plugin_host::Connectors::new(Some(broker.clone())),
+    )
+    .context("starting the plugin host")?;
+    // The rule engine sees every accepted message and queues its output for the actions.
     // Its stored rules are loaded before the broker serves, so no message misses them.
-    let rules = eddy_rules::RuleEngine::start(config.rules.engine_settings()?, broker.clone())
-        .context("starting the rule engine")?;
+    let rules = eddy_rules::RuleEngine::start(
+        config.rules.engine_settings()?,
+        delivery.clone(),
+        Arc::new(crate::destinations::PluginFactory(plugins.clone())),
+    )
+    .context("starting the rule engine")?;
     broker.set_tap(rules.clone());
     let mut registry = Registry::default();
     broker.metrics.register(&mut registry);
     registry.register_collector(rules.collector());
+    registry.register_collector(Box::new(delivery.collector()));
+    registry.register_collector(Box::new(plugins.collector()));
     let registry = Arc::new(registry);
     let render = MetricsRenderer(Arc::new(move || {
         let mut out = String::new();
@@ -97,6 +112,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     api.await.context("serving the API")?;
     let _ = broker_task.await;
+    // Whatever a worker has not delivered stays queued for the next start.
+    delivery.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! A rule's actions, in Tencent's `Actions` JSON shape, and what each receives.
 //!
 //! `Actions` is a JSON array of objects, each keyed by its type:
-//! `[{"republish":{"topic":"PID/dev2/data"}}]`. Until the Wasm destination plugins land
-//! (issue D), `republish` is the only type that runs, natively through the router;
-//! `forward`, `ckafka`, `mysql`, `tdmq`, `pulsar`, `postgres` and `plugin` are recognised
-//! and refused with an error saying so — a rule is never stored with an action that would
-//! silently do nothing.
+//! `[{"republish":{"topic":"PID/dev2/data"}}]`. Every action runs on a destination plugin
+//! (`engine/plugin-host`): `republish` and `forward` on the built-in `republish` and
+//! `http-forward` plugins, configured with the action's own body. `ckafka`, `mysql`,
+//! `tdmq`, `pulsar`, `postgres` and `plugin` are recognised and refused with an error
+//! saying their plugins are not built yet — a rule is never stored with an action that
+//! would silently do nothing.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -20,9 +21,7 @@ use crate::rows_as_json;
 pub const MAX_ACTIONS: usize = 5;
 
 /// Action types Tencent (or Eddy's design) defines that need the destination plugins.
-const PLUGIN_ACTIONS: &[&str] = &[
-    "forward", "ckafka", "mysql", "tdmq", "pulsar", "postgres", "plugin",
-];
+const PLUGIN_ACTIONS: &[&str] = &["ckafka", "mysql", "tdmq", "pulsar", "postgres", "plugin"];
 
 /// One parsed action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +32,42 @@ pub enum Action {
         topic: TopicTemplate,
         qos: Option<QoS>,
     },
+    /// POSTs each output row to `api` in Tencent's forward format, signed with `token`.
+    Forward { api: String, token: String },
+}
+
+impl Action {
+    /// The built-in plugin that runs this action.
+    pub fn plugin(&self) -> &'static str {
+        match self {
+            Self::Republish { .. } => "republish",
+            Self::Forward { .. } => "http-forward",
+        }
+    }
+
+    /// The plugin's configuration: the action's body, as Tencent writes it.
+    pub fn config(&self) -> String {
+        match self {
+            Self::Republish { topic, qos } => {
+                let mut body = serde_json::json!({ "topic": topic.as_str() });
+                if let Some(qos) = qos {
+                    body["qos"] = Value::from(*qos as u8);
+                }
+                body.to_string()
+            }
+            Self::Forward { api, token } => {
+                serde_json::json!({ "api": api, "token": token }).to_string()
+            }
+        }
+    }
+
+    /// What this action may reach without further configuration: its own target.
+    pub fn target(&self) -> &str {
+        match self {
+            Self::Republish { topic, .. } => topic.as_str(),
+            Self::Forward { api, .. } => api,
+        }
+    }
 }
 
 /// A republish topic, maybe with `${field}` variables that each output row fills from its
@@ -190,23 +225,49 @@ fn parse_one(i: usize, item: &Value) -> Result<Action, ActionError> {
             };
             Ok(Action::Republish { topic, qos })
         }
+        "forward" => {
+            let api = body
+                .get("api")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("forward needs an \"api\" URL string".into()))?;
+            let host = api
+                .strip_prefix("http://")
+                .or_else(|| api.strip_prefix("https://"))
+                .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""))
+                .unwrap_or("");
+            if host.is_empty() || host.contains(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "forward \"api\" must be an http:// or https:// URL with a host, not {api:?}"
+                )));
+            }
+            let token = match body.get("token") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(t)) => t.clone(),
+                Some(_) => return Err(invalid("forward \"token\" is a string".into())),
+            };
+            Ok(Action::Forward {
+                api: api.to_owned(),
+                token,
+            })
+        }
         other if PLUGIN_ACTIONS.contains(&other) => Err(invalid(format!(
-            "\"{other}\" actions run on destination plugins, which this build does not \
-             have yet; only \"republish\" is available"
+            "\"{other}\" actions need a destination plugin that is not built yet; \
+             \"republish\" and \"forward\" are available"
         ))),
         other => Err(invalid(format!(
-            "unknown action type \"{other}\" (known: republish, {})",
+            "unknown action type \"{other}\" (known: republish, forward, {})",
             PLUGIN_ACTIONS.join(", ")
         ))),
     }
 }
 
-/// The message payload of each output row, as an action that forwards messages sends it.
+/// The message payload of each output row, as an action that forwards messages sends it,
+/// and whether they are JSON objects.
 ///
 /// A row is its JSON object — except for a rule that selects only `*` over a payload that
 /// is not a JSON object (binary, or a bare JSON value): that payload passes through
-/// byte for byte.
-pub fn row_payloads(output: &RecordBatch) -> Vec<Bytes> {
+/// byte for byte (and the flag is false).
+pub fn row_payloads(output: &RecordBatch) -> (Vec<Bytes>, bool) {
     let schema = output.schema();
     let only_star = schema.fields().len() == 1
         && schema
@@ -226,15 +287,17 @@ pub fn row_payloads(output: &RecordBatch) -> Vec<Bytes> {
                 )
         });
         if passthrough {
-            return (0..payloads.len())
+            let raw = (0..payloads.len())
                 .map(|i| Bytes::copy_from_slice(payloads.value(i)))
                 .collect();
+            return (raw, false);
         }
     }
-    rows_as_json(output)
+    let rows = rows_as_json(output)
         .into_iter()
         .map(|row| Bytes::from(Value::Object(row).to_string()))
-        .collect()
+        .collect();
+    (rows, true)
 }
 
 #[cfg(test)]
@@ -297,7 +360,10 @@ mod tests {
             (r#"[{"republish":{}}]"#, "needs a \"topic\""),
             (r#"[{"republish":{"topic":"a/+"}}]"#, "republish topic"),
             (r#"[{"republish":{"topic":"a","qos":2}}]"#, "qos"),
-            (r#"[{"forward":{"api":"http://x"}}]"#, "destination plugins"),
+            (r#"[{"ckafka":{"topic":{"name":"x"}}}]"#, "not built yet"),
+            (r#"[{"forward":{}}]"#, "needs an \"api\""),
+            (r#"[{"forward":{"api":"ftp://x"}}]"#, "http:// or https://"),
+            (r#"[{"forward":{"api":"http://x","token":1}}]"#, "token"),
             (r#"[{"teleport":{}}]"#, "unknown action type"),
         ] {
             let err = parse_actions(text, false).expect_err(text).to_string();

@@ -89,6 +89,7 @@ pub fn dry_run(
         ..
     } = rule.stats();
     let payloads: Vec<String> = row_payloads(&output)
+        .0
         .iter()
         .map(|p| match std::str::from_utf8(p) {
             Ok(text) => text.to_owned(),
@@ -113,6 +114,12 @@ pub fn dry_run(
                             Err(e) => format!("error: {e}"),
                         })
                         .collect(),
+                    payloads: payloads.clone(),
+                },
+                Action::Forward { api, .. } => ActionPreview {
+                    r#type: "forward".into(),
+                    target: api.clone(),
+                    topics: Vec::new(),
                     payloads: payloads.clone(),
                 },
             })

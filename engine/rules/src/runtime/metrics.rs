@@ -74,10 +74,6 @@ impl RuleMetrics {
         self.action_messages.fetch_add(messages, Ordering::Relaxed);
     }
 
-    pub(crate) fn action_failed(&self, messages: u64) {
-        self.action_errors.fetch_add(messages, Ordering::Relaxed);
-    }
-
     pub(crate) fn latency(&self, seconds: f64) {
         let bucket = LATENCY_BOUNDS
             .iter()
@@ -161,8 +157,8 @@ impl Collector for RulesCollector {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (rule, metrics) in &rules {
                 let labels = [("rule", rule.as_str())];
-                ConstCounter::new(read(&metrics.counts()))
-                    .encode(family.encode_family(&labels)?)?;
+                let counts = self.0.counts(rule).unwrap_or_else(|| metrics.counts());
+                ConstCounter::new(read(&counts)).encode(family.encode_family(&labels)?)?;
             }
         }
         let mut family = encoder.encode_descriptor(

@@ -5,15 +5,20 @@
 //!  broker ──offer──▶ index check (no rule: nothing queued) ──▶ bounded queue (full: the
 //!                                                              publisher waits)
 //!  "eddy-rules" thread: N rows or T time ──▶ per FROM group: MessageBatch
-//!        └─▶ each rule of the group: decode → WHERE → SELECT ──▶ actions (republish)
+//!        └─▶ each rule of the group: decode → WHERE → SELECT ──▶ one Envelope per action
+//!  every envelope of the batch ──▶ delivery: one synced commit into the action queues
+//!        └─▶ per queue a worker ──▶ the action's destination plugin (bind.rs)
 //! ```
 //!
 //! Rules are swapped in whole ([`RuleEngine::load`]): messages already queued are
 //! evaluated by the rules loaded when their batch is flushed, so a replace never drops
 //! them. Messages a rule republishes are not fed to rules again (no loops).
 //!
-//! Until the delivery layer (issue D) lands, the queue is in memory: the broker's PUBACK
-//! does not wait for rules, so a crash loses queued rule input and republishes in flight.
+//! From the action queues on, nothing is lost (durable, at-least-once, retried, error
+//! action, dead letters). The engine's *input* queue is still in memory: the broker's
+//! PUBACK does not wait for rules, so a crash loses messages not yet evaluated.
+
+mod bind;
 
 mod actions;
 mod dry_run;
@@ -26,11 +31,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use eddy_core::{Backpressure, Message, MessageTap, Publish};
+use eddy_core::destination::{Envelope, Row, RowMeta};
+use eddy_core::{Backpressure, Message, MessageTap};
+use eddy_delivery::{Delivery, QueueId};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 pub use actions::{Action, ActionError, MAX_ACTIONS, TopicTemplate, parse_actions, row_payloads};
+pub use bind::{DestinationFactory, DestinationFuture, action_queue, error_queue};
 pub use dry_run::{ActionPreview, DryRun, SampleMessage, dry_run};
 pub use metrics::{RuleCounts, RuleMetrics};
 pub use set::{DefinitionError, RuleDefinition};
@@ -80,17 +88,22 @@ pub struct RuleEngine {
     /// Counters of every stored rule, enabled or not.
     metrics: Mutex<HashMap<String, Arc<RuleMetrics>>>,
     queue: mpsc::Sender<Offered>,
-    publisher: Arc<dyn Publish>,
+    bindings: bind::Bindings,
+    handle: Handle,
+    /// Random per start: with the message's seq, the rows' de-duplication ids.
+    boot: u64,
     seq: AtomicU64,
 }
 
 impl RuleEngine {
-    /// Starts the engine's thread; actions publish through `publisher`. Must be called
-    /// inside a tokio runtime, which the engine then uses for its timers and publishes.
-    /// The thread ends when the engine is dropped.
+    /// Starts the engine's thread; actions' rows go to `delivery`, whose queues deliver
+    /// to destinations `factory` starts. Must be called inside a tokio runtime, which the
+    /// engine then uses for its timers and commits. The thread ends when the engine is
+    /// dropped.
     pub fn start(
         settings: EngineSettings,
-        publisher: Arc<dyn Publish>,
+        delivery: Arc<Delivery>,
+        factory: Arc<dyn DestinationFactory>,
     ) -> std::io::Result<Arc<Self>> {
         let (queue, inbox) = mpsc::channel(settings.queue.max(1));
         let engine = Arc::new(Self {
@@ -98,7 +111,9 @@ impl RuleEngine {
             reload: Mutex::default(),
             metrics: Mutex::default(),
             queue,
-            publisher,
+            bindings: bind::Bindings::new(delivery, factory),
+            handle: Handle::current(),
+            boot: rand::random(),
             seq: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&engine);
@@ -138,6 +153,7 @@ impl RuleEngine {
         for (name, error) in &failed {
             tracing::error!(rule = %name, %error, "rule not loaded");
         }
+        self.bindings.sync(&set, &self.handle);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         failed
     }
@@ -147,10 +163,22 @@ impl RuleEngine {
         LoadedRule::compile(definition, Arc::default()).map(drop)
     }
 
-    /// A rule's counters, if it is stored (enabled or not).
+    /// A rule's counters, if it is stored (enabled or not). `action_errors` counts the
+    /// rows its action queues gave up on (dead-lettered after retries, or rejected).
     pub fn counts(&self, rule: &str) -> Option<RuleCounts> {
         let metrics = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
-        metrics.get(rule).map(|m| m.counts())
+        let mut counts = metrics.get(rule).map(|m| m.counts())?;
+        drop(metrics);
+        let delivery = self.bindings.delivery();
+        counts.action_errors += self
+            .bindings
+            .queues_of(rule)
+            .iter()
+            .filter(|q| !q.as_str().contains("/error/"))
+            .filter_map(|q| delivery.counts(q))
+            .map(|c| c.failed_rows)
+            .sum::<u64>();
+        Some(counts)
     }
 
     fn all_metrics(&self) -> Vec<(String, Arc<RuleMetrics>)> {
@@ -188,18 +216,43 @@ impl RuleEngine {
                 hit[at].1.append(&o.message, o.client_ip, o.seq);
             });
         }
+        let mut outbox = Vec::new();
+        let mut evaluated = Vec::new();
         for (group, mut builder, oldest_ms) in hit {
             let batch = builder.finish();
             for &rule in &set.groups[group].rules {
-                self.run_rule(&set.rules[rule], &batch, oldest_ms, handle);
+                let rule = &set.rules[rule];
+                self.run_rule(rule, &batch, &mut outbox);
+                evaluated.push((rule, oldest_ms));
             }
+        }
+        if !outbox.is_empty() {
+            let rows: usize = outbox
+                .iter()
+                .map(|(_, e): &(QueueId, Envelope)| e.len())
+                .sum();
+            if let Err(error) = handle.block_on(self.bindings.delivery().enqueue(outbox)) {
+                tracing::error!(%error, rows, "rule output could not be queued for its actions");
+            }
+        }
+        let now_ms = eddy_core::time::unix_now_ms();
+        for (rule, oldest_ms) in evaluated {
+            rule.metrics
+                .latency(now_ms.saturating_sub(oldest_ms) as f64 / 1000.0);
         }
     }
 
-    fn run_rule(&self, rule: &LoadedRule, batch: &MessageBatch, oldest_ms: i64, handle: &Handle) {
-        let result = rule.compiled.run_with_qos(batch);
+    /// Evaluates one rule over one batch; its output rows go to `outbox`, one envelope
+    /// per action.
+    fn run_rule(
+        &self,
+        rule: &LoadedRule,
+        batch: &MessageBatch,
+        outbox: &mut Vec<(QueueId, Envelope)>,
+    ) {
+        let result = rule.compiled.run_selected(batch);
         rule.collect_decode_stats();
-        let (output, qos) = match result {
+        let (output, sources) = match result {
             Ok(output) => output,
             Err(error) => {
                 rule.metrics.evaluation_failed(batch.num_rows() as u64);
@@ -208,105 +261,73 @@ impl RuleEngine {
             }
         };
         rule.metrics.passed(output.num_rows() as u64);
-        if output.num_rows() > 0 {
-            let rows = Outputs::new(&output, &qos, &rule.actions, &rule.error_actions);
-            let all: Vec<usize> = (0..rows.payloads.len()).collect();
-            let failed = self.act(rule, &rule.actions, &rows, &all, handle);
-            if !failed.is_empty() && !rule.error_actions.is_empty() {
-                self.act(rule, &rule.error_actions, &rows, &failed, handle);
-            }
+        if output.num_rows() == 0 {
+            return;
         }
-        let waited_ms = eddy_core::time::unix_now_ms().saturating_sub(oldest_ms);
-        rule.metrics.latency(waited_ms as f64 / 1000.0);
-    }
-
-    /// Runs `actions` on the output rows `which`; returns the rows an action failed to
-    /// take (each once, however many actions failed it).
-    fn act(
-        &self,
-        rule: &LoadedRule,
-        actions: &[Action],
-        rows: &Outputs,
-        which: &[usize],
-        handle: &Handle,
-    ) -> Vec<usize> {
-        let mut failed = std::collections::BTreeSet::new();
-        let publisher = format!("{RULE_PUBLISHER_PREFIX}{}", rule.definition.name);
-        for action in actions {
-            match action {
-                Action::Republish { topic, qos } => {
-                    let now_ms = eddy_core::time::unix_now_ms();
-                    rule.metrics.action_given(which.len() as u64);
-                    let mut errors = 0u64;
-                    // Counted at once, so the counters never lag what was published.
-                    let mut report = |row: usize, error: &dyn std::fmt::Display| {
-                        errors += 1;
-                        rule.metrics.action_failed(1);
-                        if errors == 1 {
-                            tracing::warn!(rule = %rule.definition.name, topic = topic.as_str(), %error, "republish failed");
-                        }
-                        failed.insert(row);
-                    };
-                    let mut sends = Vec::with_capacity(which.len());
-                    for &row in which {
-                        match topic.render(rows.json.as_ref().map(|j| &j[row])) {
-                            Ok(to) => sends.push((row, to)),
-                            Err(error) => report(row, &error),
-                        }
-                    }
-                    let results = handle.block_on(futures::future::join_all(sends.iter().map(
-                        |(row, to)| {
-                            self.publisher.publish(Message {
-                                topic: to.clone(),
-                                payload: rows.payloads[*row].clone(),
-                                qos: qos.unwrap_or(rows.qos[*row]),
-                                retain: false,
-                                publisher: publisher.clone(),
-                                received_at_ms: now_ms,
-                                properties: None,
-                            })
-                        },
-                    )));
-                    for ((row, _), result) in sends.iter().zip(results) {
-                        if let Err(error) = result {
-                            report(*row, &error);
-                        }
-                    }
-                }
-            }
+        let envelope = envelope(&output, &sources, batch, self.boot);
+        let name = &rule.definition.name;
+        for i in 0..rule.actions.len() {
+            rule.metrics.action_given(envelope.len() as u64);
+            outbox.push((action_queue(name, i), envelope.clone()));
         }
-        failed.into_iter().collect()
     }
 }
 
-/// A rule's output rows as its actions take them.
-struct Outputs {
-    payloads: Vec<bytes::Bytes>,
-    /// The QoS of the message each row came from.
-    qos: Vec<eddy_core::QoS>,
-    /// The rows as JSON objects, when an action's topic has variables.
-    json: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
-}
-
-impl Outputs {
-    fn new(
-        output: &arrow::array::RecordBatch,
-        qos: &arrow::array::UInt8Array,
-        actions: &[Action],
-        error_actions: &[Action],
-    ) -> Self {
-        let needs_json = actions.iter().chain(error_actions).any(|a| match a {
-            Action::Republish { topic, .. } => topic.has_variables(),
-        });
-        Self {
-            payloads: row_payloads(output),
-            qos: qos
-                .values()
-                .iter()
-                .map(|q| eddy_core::QoS::from_u8(*q).unwrap_or(eddy_core::QoS::AtMostOnce))
-                .collect(),
-            json: needs_json.then(|| crate::rows_as_json(output)),
+/// A rule's output rows with their ids and the metadata of the messages they came from.
+fn envelope(
+    output: &arrow::array::RecordBatch,
+    sources: &[usize],
+    batch: &MessageBatch,
+    boot: u64,
+) -> Envelope {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int64Type, UInt8Type, UInt64Type};
+    let (payloads, json) = row_payloads(output);
+    let input = batch.record_batch();
+    let text = |column: usize| input.column(column).as_string::<i32>();
+    let (topic, product, device) = (
+        text(crate::batch::TOPIC),
+        text(crate::batch::PRODUCT_ID),
+        text(crate::batch::DEVICE_NAME),
+    );
+    let qos = input.column(crate::batch::QOS).as_primitive::<UInt8Type>();
+    let at = input
+        .column(crate::batch::TIMESTAMP_MS)
+        .as_primitive::<Int64Type>();
+    let seq = input.column(crate::batch::SEQ).as_primitive::<UInt64Type>();
+    let nullable = |a: &arrow::array::StringArray, i: usize| {
+        if a.is_null(i) {
+            String::new()
+        } else {
+            a.value(i).to_owned()
         }
+    };
+    use arrow::array::Array as _;
+    let rows = sources
+        .iter()
+        .zip(payloads)
+        .map(|(&i, payload)| Row {
+            id: format!("{boot:016x}-{}", seq.value(i)),
+            payload: payload.to_vec(),
+            json,
+            meta: RowMeta {
+                topic: topic.value(i).to_owned(),
+                product_id: nullable(product, i),
+                device_name: nullable(device, i),
+                qos: qos.value(i),
+                seq: seq.value(i),
+                timestamp_ms: u64::try_from(at.value(i)).unwrap_or(0),
+            },
+        })
+        .collect();
+    Envelope {
+        columns: output
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
+        rows,
     }
 }
 
