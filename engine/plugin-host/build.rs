@@ -11,7 +11,7 @@ const PLUGINS: [(&str, &str); 2] = [
     ("eddy-plugin-http-forward", "http-forward"),
 ];
 
-fn main() {
+fn main() -> Result<(), String> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let root = manifest_dir.join("../..");
     let plugins = root.join("plugins");
@@ -64,17 +64,19 @@ fn main() {
     }
     let status = command
         .status()
-        .unwrap_or_else(|e| panic!("running cargo for plugins/: {e}"));
+        .map_err(|e| format!("running cargo for plugins/: {e}"))?;
     if !status.success() {
-        panic!(
+        return Err(
             "building the built-in plugins failed (is the target installed? \
-             `rustup target add wasm32-wasip2`)"
+                    `rustup target add wasm32-wasip2`)"
+                .into(),
         );
     }
     for (package, name) in PLUGINS {
         let file = format!("{}.wasm", package.replace('-', "_"));
         let built: &Path = &target_dir.join("wasm32-wasip2/release").join(file);
         std::fs::copy(built, out_dir.join(format!("{name}.wasm")))
-            .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+            .map_err(|e| format!("copying {}: {e}", built.display()))?;
     }
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod auth;
 mod clients;
+mod forward;
 mod limits;
 mod malformed;
 mod routing;

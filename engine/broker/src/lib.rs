@@ -319,7 +319,8 @@ impl Broker {
     }
 
     /// Routes `message` like [`Broker::route`] but returns once it is handed over, with
-    /// what to wait for before acknowledging it (`None`: nothing). Lets one connection's
+    /// what to wait for before acknowledging it (`None`: nothing): its persistent
+    /// sessions' queues and, when rules took it, their action queues. Lets one connection's
     /// PUBLISHes share fsyncs: its reader goes on while earlier ones become durable.
     pub(crate) async fn route_start(
         &self,
@@ -329,10 +330,23 @@ impl Broker {
         self.metrics.messages_in.inc();
         let deliveries = self.router.deliveries(&message.topic, &message.publisher);
         let (_, durable) = self.route_to_start(message, deliveries.into_iter()).await?;
-        if let Some(full) = self.tap.get().and_then(|tap| tap.offer(message, client_ip)) {
+        let Some(tap) = self.tap.get() else {
+            return Ok(durable);
+        };
+        let offered = tap.offer(message, client_ip);
+        if let Some(full) = offered.backpressure {
             full.await;
         }
-        Ok(durable)
+        Ok(match offered.handover {
+            None => durable,
+            Some(handover) => {
+                let handover =
+                    Box::pin(
+                        async move { handover.await.map_err(eddy_queue::QueueError::Storage) },
+                    );
+                Some(durable.unwrap_or_default().and(handover))
+            }
+        })
     }
 
     /// Wires the stage that sees every accepted message from now on (the rule engine);

@@ -13,13 +13,37 @@ use crate::Message;
 /// A future a publisher awaits when a later stage is full (back-pressure).
 pub type Backpressure = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// A future that completes once a later stage has made what it took from a message
+/// durable (the rule engine: its output is in the action queues), with the error that
+/// made that fail. The broker's acknowledgement waits for it.
+pub type Handover = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+/// What a stage answered when offered a message.
+#[derive(Default)]
+pub struct Offered {
+    /// Await before going on: the stage is full (back-pressure instead of loss).
+    pub backpressure: Option<Backpressure>,
+    /// Await before acknowledging the message (QoS ≥ 1): the stage's part is durable.
+    pub handover: Option<Handover>,
+}
+
+impl std::fmt::Debug for Offered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offered")
+            .field("backpressure", &self.backpressure.is_some())
+            .field("handover", &self.handover.is_some())
+            .finish()
+    }
+}
+
 /// A later stage that sees every message the broker accepts (the rule engine).
 pub trait MessageTap: Send + Sync + std::fmt::Debug + 'static {
     /// Offers one accepted message with its publisher's IP address. Cheap when the stage
-    /// does not want it. Returns `None` once the stage has it (or does not want it), or a
-    /// future to await when the stage is full: the message is handed over when that
-    /// future completes, so the publisher slows down instead of the message being lost.
-    fn offer(&self, message: &Arc<Message>, client_ip: Option<IpAddr>) -> Option<Backpressure>;
+    /// does not want it (an empty [`Offered`]). When the stage is full, the publisher
+    /// awaits `backpressure` and the message is handed over when it completes, so the
+    /// publisher slows down instead of the message being lost; the acknowledgement of a
+    /// QoS ≥ 1 message waits for `handover`.
+    fn offer(&self, message: &Arc<Message>, client_ip: Option<IpAddr>) -> Offered;
 }
 
 /// Why a stage's publish did not reach the router.

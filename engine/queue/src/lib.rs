@@ -162,7 +162,7 @@ impl Log {
     /// submitted later is applied after it, whether or not anyone waits.
     pub async fn start(&self, batch: Batch, durability: Durability) -> Result<Pending, QueueError> {
         if batch.is_empty() {
-            return Ok(Pending(None));
+            return Ok(Pending::default());
         }
         let (done, result) = oneshot::channel();
         self.jobs
@@ -173,7 +173,10 @@ impl Log {
             })
             .await
             .map_err(|_| QueueError::Closed)?;
-        Ok(Pending(Some(result)))
+        Ok(Pending {
+            commit: Some(result),
+            after: Vec::new(),
+        })
     }
 
     /// Queues `batch` for commit without waiting for it (waits only for room in the
@@ -238,16 +241,41 @@ fn commit_group(db: &Database, group: &mut [Job]) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// A submitted commit; [`Pending::wait`] returns once it is as durable as asked.
-#[derive(Debug)]
-pub struct Pending(Option<oneshot::Receiver<Result<(), QueueError>>>);
+/// Something else that must be durable before an acknowledgement (another stage's queue).
+pub type Durable = std::pin::Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send>>;
+
+/// A submitted commit; [`Pending::wait`] returns once it is as durable as asked — and
+/// once every wait added with [`Pending::and`] has completed.
+#[derive(Default)]
+pub struct Pending {
+    commit: Option<oneshot::Receiver<Result<(), QueueError>>>,
+    after: Vec<Durable>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("commit", &self.commit.is_some())
+            .field("after", &self.after.len())
+            .finish()
+    }
+}
 
 impl Pending {
+    /// Also waits for `other` (e.g. the rule engine's action queues).
+    pub fn and(mut self, other: Durable) -> Self {
+        self.after.push(other);
+        self
+    }
+
     pub async fn wait(self) -> Result<(), QueueError> {
-        match self.0 {
-            None => Ok(()),
-            Some(result) => result.await.map_err(|_| QueueError::Closed)?,
+        if let Some(result) = self.commit {
+            result.await.map_err(|_| QueueError::Closed)??;
         }
+        for other in self.after {
+            other.await?;
+        }
+        Ok(())
     }
 }
 

@@ -123,7 +123,7 @@ fn bench(c: &mut Criterion) {
                     let target = counted.0.load(Ordering::Relaxed) + rounds * expected_per_round;
                     for _ in 0..rounds {
                         for m in &batch {
-                            if let Some(wait) = engine.offer(m, None) {
+                            if let Some(wait) = engine.offer(m, None).backpressure {
                                 wait.await;
                             }
                         }

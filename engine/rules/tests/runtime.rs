@@ -85,8 +85,13 @@ fn message(topic: &str, payload: &str) -> Arc<Message> {
 }
 
 async fn offer(engine: &RuleEngine, m: &Arc<Message>) {
-    if let Some(wait) = engine.offer(m, Some("127.0.0.1".parse().expect("ip"))) {
+    let offered = engine.offer(m, Some("127.0.0.1".parse().expect("ip")));
+    if let Some(wait) = offered.backpressure {
         wait.await;
+    }
+    if let Some(durable) = offered.handover {
+        // Awaited as the broker awaits it before a PUBACK: the output is in the queues.
+        durable.await.expect("rule output queued");
     }
 }
 
@@ -141,7 +146,8 @@ async fn a_rule_hands_its_actions_what_passes_its_where() {
         &message("ABCDE12345/dev1/data", r#"{"temp":50}"#),
         &format!("{RULE_PUBLISHER_PREFIX}hot"),
     ));
-    assert!(engine.offer(&again, None).is_none());
+    let offered = engine.offer(&again, None);
+    assert!(offered.backpressure.is_none() && offered.handover.is_none());
     assert_ne!(ids[0], ids[1], "each row has its own id");
     let counts = engine.counts("hot").expect("counted");
     assert_eq!(
@@ -240,6 +246,7 @@ async fn replacing_and_disabling_rules_while_messages_flow_loses_none() {
     assert!(
         engine
             .offer(&message("p/dev/d", r#"{"n":1}"#), None)
+            .handover
             .is_none()
     );
     assert_eq!(

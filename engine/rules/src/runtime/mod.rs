@@ -14,9 +14,11 @@
 //! evaluated by the rules loaded when their batch is flushed, so a replace never drops
 //! them. Messages a rule republishes are not fed to rules again (no loops).
 //!
-//! From the action queues on, nothing is lost (durable, at-least-once, retried, error
-//! action, dead letters). The engine's *input* queue is still in memory: the broker's
-//! PUBACK does not wait for rules, so a crash loses messages not yet evaluated.
+//! Nothing acknowledged is lost: a QoS ≥ 1 message's acknowledgement waits (through the
+//! `handover` of [`MessageTap::offer`]) until its batch has been evaluated and the
+//! output committed (fsync) into the action queues; from there delivery is at-least-once,
+//! retried, then error action and dead letters. The engine's input queue itself is in
+//! memory: a crash loses only messages not yet acknowledged (and QoS 0 ones).
 
 mod bind;
 
@@ -32,10 +34,10 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use eddy_core::destination::{Envelope, Row, RowMeta};
-use eddy_core::{Backpressure, Message, MessageTap};
+use eddy_core::{Message, MessageTap, QoS};
 use eddy_delivery::{Delivery, QueueId};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 pub use actions::{Action, ActionError, MAX_ACTIONS, TopicTemplate, parse_actions, row_payloads};
 pub use bind::{DestinationFactory, DestinationFuture, action_queue, error_queue};
@@ -76,6 +78,9 @@ struct Offered {
     message: Arc<Message>,
     client_ip: Option<IpAddr>,
     seq: u64,
+    /// For QoS ≥ 1: told once the rules' output for it is in the action queues (its
+    /// publisher's acknowledgement waits for that).
+    done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// The rule engine. Create with [`RuleEngine::start`], feed with [`MessageTap::offer`],
@@ -196,8 +201,19 @@ impl RuleEngine {
         Box::new(metrics::RulesCollector(Arc::clone(self)))
     }
 
-    /// Evaluates one flushed batch of messages with the rules loaded now.
-    fn process(&self, offered: &[Offered], handle: &Handle) {
+    /// Evaluates one flushed batch of messages with the rules loaded now, then tells the
+    /// publishers waiting for their acknowledgement.
+    fn process(&self, offered: &mut [Offered], handle: &Handle) {
+        let result = self.evaluate(offered, handle);
+        for o in offered.iter_mut() {
+            if let Some(done) = o.done.take() {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+
+    /// Evaluates a batch and commits its output into the action queues (synced).
+    fn evaluate(&self, offered: &[Offered], handle: &Handle) -> Result<(), String> {
         let set = self.current();
         // Per FROM group hit, in the order first hit (so output order follows input order
         // as far as it can): its batch and its oldest message's acceptance time.
@@ -226,6 +242,7 @@ impl RuleEngine {
                 evaluated.push((rule, oldest_ms));
             }
         }
+        let mut result = Ok(());
         if !outbox.is_empty() {
             let rows: usize = outbox
                 .iter()
@@ -233,6 +250,7 @@ impl RuleEngine {
                 .sum();
             if let Err(error) = handle.block_on(self.bindings.delivery().enqueue(outbox)) {
                 tracing::error!(%error, rows, "rule output could not be queued for its actions");
+                result = Err(format!("rule output could not be queued: {error}"));
             }
         }
         let now_ms = eddy_core::time::unix_now_ms();
@@ -240,6 +258,7 @@ impl RuleEngine {
             rule.metrics
                 .latency(now_ms.saturating_sub(oldest_ms) as f64 / 1000.0);
         }
+        result
     }
 
     /// Evaluates one rule over one batch; its output rows go to `outbox`, one envelope
@@ -332,33 +351,45 @@ fn envelope(
 }
 
 impl MessageTap for RuleEngine {
-    fn offer(&self, message: &Arc<Message>, client_ip: Option<IpAddr>) -> Option<Backpressure> {
+    fn offer(&self, message: &Arc<Message>, client_ip: Option<IpAddr>) -> eddy_core::Offered {
+        let mut out = eddy_core::Offered::default();
         if message.publisher.starts_with(RULE_PUBLISHER_PREFIX) {
-            return None;
+            return out;
         }
         if !self.current().index.matches_any(&message.topic) {
-            return None;
+            return out;
         }
+        // A QoS ≥ 1 message is acknowledged once the rules' output is durable.
+        let done = (message.qos != QoS::AtMostOnce).then(|| {
+            let (done, handover) = oneshot::channel();
+            out.handover = Some(Box::pin(async move {
+                handover
+                    .await
+                    .unwrap_or_else(|_| Err("the rule engine stopped".into()))
+            }));
+            done
+        });
         let offered = Offered {
             message: Arc::clone(message),
             client_ip,
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            done,
         };
         match self.queue.try_send(offered) {
-            Ok(()) => None,
+            Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(offered)) => {
                 let queue = self.queue.clone();
-                Some(Box::pin(async move {
+                out.backpressure = Some(Box::pin(async move {
                     if queue.send(offered).await.is_err() {
                         tracing::error!("rule engine stopped: a message was not evaluated");
                     }
-                }))
+                }));
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::error!("rule engine stopped: a message was not evaluated");
-                None
             }
         }
+        out
     }
 }
 
@@ -390,6 +421,6 @@ fn run(
         let Some(engine) = engine.upgrade() else {
             return;
         };
-        engine.process(&buffer, &handle);
+        engine.process(&mut buffer, &handle);
     }
 }
