@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: [(&str, &str); 2] = [
+const PLUGINS: [(&str, &str); 3] = [
     ("eddy-plugin-republish", "republish"),
     ("eddy-plugin-http-forward", "http-forward"),
+    ("eddy-plugin-sql", "sql"),
 ];
 
 fn main() -> Result<(), String> {
@@ -20,6 +21,7 @@ fn main() -> Result<(), String> {
         "plugins/Cargo.lock",
         "plugins/republish",
         "plugins/http-forward",
+        "plugins/sql",
         "sdk-wit/src",
         "sdk-wit/wit",
         "sdk-wit/Cargo.toml",

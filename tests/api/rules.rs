@@ -249,18 +249,27 @@ async fn invalid_sql_names_line_and_column() {
         "ResourceNotFound.TopicRuleNotExist",
         "a rule that does not compile is not stored"
     );
-    // An action type that needs the destination plugins (issue D) is refused, clearly.
-    let mut forward = payload("SELECT * FROM 'a/b/c'");
-    forward["Actions"] = json!(r#"[{"forward":{"api":"http://127.0.0.1:9/x"}}]"#);
-    let (code, message) = error_of(
-        api.call(
-            "CreateTopicRule",
-            &json!({ "RuleName": "fwd", "TopicRulePayload": forward }),
-        )
-        .await,
-    );
-    assert_eq!(code, "InvalidParameterValue");
-    assert!(message.contains("destination plugins"), "{message}");
+    // An action type whose plugin is not built yet, or a destination the hub does not have,
+    // is refused, clearly.
+    for (actions, needle) in [
+        (r#"[{"ckafka":{"topic":{"name":"t"}}}]"#, "not built yet"),
+        (
+            r#"[{"plugin":{"name":"nowhere"}}]"#,
+            "no destination named \"nowhere\"",
+        ),
+    ] {
+        let mut refused = payload("SELECT * FROM 'a/b/c'");
+        refused["Actions"] = json!(actions);
+        let (code, message) = error_of(
+            api.call(
+                "CreateTopicRule",
+                &json!({ "RuleName": "fwd", "TopicRulePayload": refused }),
+            )
+            .await,
+        );
+        assert_eq!(code, "InvalidParameterValue");
+        assert!(message.contains(needle), "{message}");
+    }
     // And the dry run answers with the engine's output.
     let out = api
         .call(

@@ -4,6 +4,7 @@
 // Test code: a failed expectation panics with its context.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod dlq;
 mod rules;
 #[path = "../support/mod.rs"]
 mod support;

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use crate::support::{Hub, create_device, create_product, workdir};
 use crate::{NO_CONNECT_INTERVAL, connected, fresh, next_incoming};
+use eddy::client::ApiClient;
 
 const TOKEN: &str = "forward-token";
 
@@ -34,6 +35,8 @@ const ENV: &[(&str, &str)] = &[
 #[derive(Default)]
 struct Receiver {
     up: AtomicBool,
+    /// Answer 400: the plugin rejects the row (no retry).
+    reject: AtomicBool,
     refused: AtomicU64,
     /// Row id → (n, body) of every accepted POST; duplicates counted apart.
     accepted: Mutex<BTreeMap<String, (u64, Value)>>,
@@ -43,6 +46,11 @@ struct Receiver {
 }
 
 async fn hook(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: String) -> StatusCode {
+    if rx.reject.load(Ordering::SeqCst) {
+        rx.refused.fetch_add(1, Ordering::SeqCst);
+        rx.arrived.notify_waiters();
+        return StatusCode::BAD_REQUEST;
+    }
     if !rx.up.load(Ordering::SeqCst) {
         rx.refused.fetch_add(1, Ordering::SeqCst);
         rx.arrived.notify_waiters();
@@ -195,4 +203,119 @@ async fn forward_posts_tencents_signed_format_and_loses_nothing_through_an_outag
     assert!(bad.is_empty(), "{bad:?}");
     drop(client);
     drop(hub);
+}
+
+async fn call(api: &ApiClient, action: &str, params: Value) -> Value {
+    api.call(action, &params)
+        .await
+        .unwrap_or_else(|e| panic!("{action}: {e:?}"))
+}
+
+/// A row the receiver refuses (400) is not retried: the rule's ErrorActions get it (here a
+/// republish to device b), it lands in the dead letters, and a redrive delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_row_runs_the_error_action_and_is_dead_lettered_then_redriven() {
+    let (rx, url) = start_receiver().await;
+    let dir = workdir();
+    let env = [NO_CONNECT_INTERVAL, ENV].concat();
+    let hub = Hub::start_with(dir.path(), "", &env);
+    let api = hub.client();
+    let pid = create_product(&api, "meter", "2").await;
+    let psk = |v: Value| v["DevicePsk"].as_str().unwrap().to_owned();
+    let psk_a = psk(create_device(&api, &pid, "a").await);
+    let psk_b = psk(create_device(&api, &pid, "b").await);
+    call(
+        &api,
+        "CreateTopicRule",
+        json!({
+            "RuleName": "to_http",
+            "TopicRulePayload": {
+                "Sql": BASE64.encode(format!("SELECT n FROM '{pid}/+/event'")),
+                "Actions": json!([{ "forward": { "api": url, "token": TOKEN } }]).to_string(),
+                "ErrorActions": json!([{ "republish": { "topic": format!("{pid}/b/control") } }]).to_string(),
+                "RuleDisabled": false,
+            },
+        }),
+    )
+    .await;
+    let (b, mut b_events) = connected(&hub, &fresh(&pid, "b", &psk_b)).await;
+    b.subscribe(format!("{pid}/b/control"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        if let Packet::SubAck(_) = next_incoming(&mut b_events).await.unwrap() {
+            break;
+        }
+    }
+
+    rx.reject.store(true, Ordering::SeqCst);
+    let (a, mut a_events) = connected(&hub, &fresh(&pid, "a", &psk_a)).await;
+    publish(&a, &mut a_events, &format!("{pid}/a/event"), 7).await;
+    // The error action republishes the refused row to b.
+    let failed = loop {
+        if let Packet::Publish(p) = next_incoming(&mut b_events).await.unwrap() {
+            break serde_json::from_slice::<Value>(&p.payload).unwrap();
+        }
+    };
+    assert_eq!(failed, json!({ "n": 7 }));
+
+    let listed = call(
+        &api,
+        "ListDeadLetters",
+        json!({ "Queue": "rule/to_http/0" }),
+    )
+    .await;
+    let letters = listed["DeadLetters"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 1, "{listed}");
+    assert_eq!(letters[0]["Rows"], 1);
+    assert!(
+        letters[0]["Error"].as_str().unwrap().contains("400"),
+        "{listed}"
+    );
+    let seq = letters[0]["Seq"].as_u64().unwrap();
+    let shown = call(
+        &api,
+        "DescribeDeadLetter",
+        json!({ "Queue": "rule/to_http/0", "Seq": seq }),
+    )
+    .await;
+    let row = &shown["DeadLetter"]["Rows"][0];
+    assert_eq!(row["Payload"], r#"{"n":7}"#);
+    assert_eq!(
+        (row["DeviceName"].as_str(), row["PayloadIsJson"].as_bool()),
+        (Some("a"), Some(true))
+    );
+    let queues = call(&api, "DescribeDeliveryQueues", json!({})).await;
+    assert!(
+        queues["Queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["Queue"] == "rule/to_http/0" && q["DeadLetters"] == 1),
+        "{queues}"
+    );
+
+    // Fixed receiver, redrive: delivered, and the dead letter is gone.
+    rx.reject.store(false, Ordering::SeqCst);
+    let redriven = call(
+        &api,
+        "RedriveDeadLetters",
+        json!({ "Queue": "rule/to_http/0" }),
+    )
+    .await;
+    assert_eq!(redriven["Redriven"], 1);
+    until(&rx, "the redriven row", |rx| distinct_n(rx).contains(&7)).await;
+    let listed = call(&api, "ListDeadLetters", json!({})).await;
+    assert_eq!(listed["DeadLetters"], json!([]), "{listed}");
+    let missing = api
+        .call(
+            "DescribeDeadLetter",
+            &json!({ "Queue": "rule/to_http/0", "Seq": seq }),
+        )
+        .await;
+    assert!(
+        format!("{missing:?}").contains("DeadLetterNotExist"),
+        "{missing:?}"
+    );
+    drop((a, b, hub));
 }

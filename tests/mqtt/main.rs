@@ -13,9 +13,11 @@ mod clients;
 mod forward;
 mod limits;
 mod malformed;
+mod plugins;
 mod routing;
 mod rules;
 mod sessions;
+mod sql;
 
 use std::time::Duration;
 

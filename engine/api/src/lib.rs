@@ -21,6 +21,7 @@
 
 mod actions;
 pub mod auth;
+pub mod delivery;
 pub mod error;
 pub mod params;
 pub mod rules;
@@ -41,6 +42,7 @@ use eddy_store::Store;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
+pub use crate::delivery::DeliveryHook;
 use crate::error::{ApiError, failure, success};
 use crate::params::Params;
 pub use crate::rules::{RuleEngineHook, SampleMessage};
@@ -61,6 +63,9 @@ pub struct ApiState {
     /// Without it, rule writes are checked as far as the registry can and stored, and
     /// `TestTopicRule` answers `FailedOperation`.
     pub rules: Option<Arc<dyn RuleEngineHook>>,
+    /// The rule actions' queues and dead letters (`ListDeadLetters`, …); without it those
+    /// actions answer `FailedOperation`.
+    pub delivery: Option<Arc<dyn DeliveryHook>>,
 }
 
 /// Produces the `/metrics` body (OpenMetrics text) when scraped.
@@ -80,7 +85,13 @@ impl ApiState {
             downlink: None,
             metrics: None,
             rules: None,
+            delivery: None,
         }
+    }
+
+    pub fn with_delivery(mut self, delivery: Arc<dyn DeliveryHook>) -> Self {
+        self.delivery = Some(delivery);
+        self
     }
 
     /// Sets how many topic rules the hub holds at most (Tencent's default is 1000).

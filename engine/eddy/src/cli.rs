@@ -42,6 +42,9 @@ pub enum Command {
     /// Manage topic rules (the rule engine's SQL rules and their actions).
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Rule action queues and their dead letters: list, show, redrive.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Hash a password for a generic MQTT client ([[mqtt.clients.users]]).
     ///
     /// Prints the argon2id PHC string to paste as the user's password-hash. The password is
@@ -332,6 +335,45 @@ pub enum RuleCommand {
         /// '{"republish":{"topic":"PID/dev/out"}}'.
         #[arg(long, value_name = "JSON")]
         action: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Every rule action queue (rule/<rule>/<action index>, rule/<rule>/error/<index>):
+    /// rows waiting, dead letters, whether a destination is attached.
+    Queues {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List dead letters, oldest first: batches an action gave up on after its retries
+    /// (or rows a destination rejected), with the last error.
+    List {
+        /// Only this queue's, e.g. rule/alerts/0.
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Page size, 1-100.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one dead letter with its rows.
+    Show {
+        queue: String,
+        seq: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Move a dead letter back to the end of its queue to be delivered again; without SEQ,
+    /// every dead letter of the queue.
+    Redrive {
+        queue: String,
+        seq: Option<u64>,
         #[command(flatten)]
         api: ApiArgs,
     },

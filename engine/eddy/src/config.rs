@@ -22,7 +22,17 @@ pub const CLI_ENV_VARS: &[&str] = &[
 ];
 
 /// The top-level keys; an `EDDY_*` variable outside them is not configuration.
-const TOP_LEVEL_KEYS: &[&str] = &["data-dir", "api", "store", "mqtt", "rules", "log"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "data-dir",
+    "destinations",
+    "api",
+    "store",
+    "mqtt",
+    "rules",
+    "delivery",
+    "plugins",
+    "log",
+];
 
 /// The whole configuration.
 #[derive(Debug, Deserialize)]
@@ -30,6 +40,8 @@ const TOP_LEVEL_KEYS: &[&str] = &["data-dir", "api", "store", "mqtt", "rules", "
 pub struct Config {
     /// Where Eddy keeps its state.
     pub data_dir: PathBuf,
+    /// Named destinations for `{"plugin":{"name":…}}` rule actions.
+    pub destinations: Vec<DestinationConfig>,
     /// The management API.
     pub api: ApiConfig,
     /// Where the registry is stored.
@@ -189,6 +201,69 @@ impl DeliveryConfig {
             max_batch_rows: self.max_batch_rows,
             queue_max_bytes: self.queue_max_bytes,
             full_policy,
+        })
+    }
+}
+
+/// One `[[destinations]]` entry: a plugin, its configuration and its grants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DestinationConfig {
+    pub name: String,
+    /// A component file, or `builtin:<name>`.
+    pub plugin: String,
+    /// Handed to the plugin's `configure` as JSON text.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    #[serde(default)]
+    pub grants: GrantsConfig,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// What one destination's connectors may reach.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GrantsConfig {
+    #[serde(default)]
+    pub mqtt_topics: Vec<String>,
+    #[serde(default)]
+    pub http_hosts: Vec<String>,
+    #[serde(default)]
+    pub kafka_topics: Vec<String>,
+    #[serde(default)]
+    pub pulsar_topics: Vec<String>,
+    /// The database `sql` may write: `postgres://…` or `mysql://…`.
+    #[serde(default)]
+    pub sql_url: Option<String>,
+    #[serde(default)]
+    pub sql_tables: Vec<String>,
+}
+
+impl DestinationConfig {
+    pub fn grants(&self) -> Result<eddy_plugin_host::Grants, ConfigError> {
+        let g = &self.grants;
+        let mqtt_topics = g
+            .mqtt_topics
+            .iter()
+            .map(|f| {
+                eddy_core::TopicFilter::parse(f).map_err(|e| {
+                    ConfigError(format!(
+                        "destinations {:?}: grants.mqtt-topics {f:?}: {e}",
+                        self.name
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(eddy_plugin_host::Grants {
+            mqtt_topics,
+            http_hosts: g.http_hosts.clone(),
+            kafka_topics: g.kafka_topics.clone(),
+            pulsar_topics: g.pulsar_topics.clone(),
+            sql_url: g.sql_url.clone(),
+            sql_tables: g.sql_tables.clone(),
         })
     }
 }

@@ -1,32 +1,109 @@
 //! Rule actions on destination plugins: [`eddy_rules::DestinationFactory`] over
-//! [`eddy_plugin_host::PluginHost`]. A Tencent-shaped action runs on its built-in plugin,
-//! configured with the action's body, and is its own grant (the topic it republishes to,
-//! the URL it forwards to).
+//! [`eddy_plugin_host::PluginHost`].
+//!
+//! - A Tencent-shaped action runs on its built-in plugin, configured with the action's
+//!   body, and is its own grant (the topic it republishes to, the URL it forwards to).
+//! - `{"plugin":{"name":…}}` runs the `[[destinations]]` entry of that name: its plugin
+//!   (a `.wasm` file or `builtin:…`), its configuration, its grants.
+//! - `{"mysql":{"instanceid":…,…}}` / `{"postgres":…}` run the built-in SQL plugin with
+//!   the action's body, under the grants (database URL, tables) of the `[[destinations]]`
+//!   entry `instanceid` names.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use eddy_core::destination::Destination;
 use eddy_delivery::QueueId;
-use eddy_plugin_host::{Grants, PluginHost};
+use eddy_plugin_host::{Grants, Plugin, PluginHost};
 use eddy_rules::{Action, DestinationFactory, DestinationFuture, RULE_PUBLISHER_PREFIX};
 
+use crate::config::DestinationConfig;
+
+/// One configured destination, its plugin compiled at start.
 #[derive(Debug)]
-pub struct PluginFactory(pub Arc<PluginHost>);
+struct Configured {
+    plugin: Arc<Plugin>,
+    config: String,
+    grants: Grants,
+}
+
+#[derive(Debug)]
+pub struct PluginFactory {
+    host: Arc<PluginHost>,
+    configured: HashMap<String, Configured>,
+}
+
+impl PluginFactory {
+    /// Compiles every configured destination's plugin now, so a bad file or grant stops
+    /// `eddy serve` with its name instead of failing later in the background.
+    pub fn new(host: Arc<PluginHost>, destinations: &[DestinationConfig]) -> anyhow::Result<Self> {
+        let mut configured = HashMap::new();
+        for d in destinations {
+            let plugin = match d.plugin.strip_prefix("builtin:") {
+                Some(name) => host.load_builtin(name)?,
+                None => {
+                    let bytes = std::fs::read(&d.plugin).with_context(|| {
+                        format!("destination {:?}: reading plugin {}", d.name, d.plugin)
+                    })?;
+                    host.load(&d.plugin, &bytes)?
+                }
+            };
+            let entry = Configured {
+                plugin,
+                config: d.config.to_string(),
+                grants: d.grants()?,
+            };
+            if configured.insert(d.name.clone(), entry).is_some() {
+                anyhow::bail!("destinations: the name {:?} is used twice", d.name);
+            }
+        }
+        Ok(Self { host, configured })
+    }
+
+    /// The configured destinations' names (what `{"plugin":{"name":…}}` may use).
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.configured.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
 
 impl DestinationFactory for PluginFactory {
     fn start(&self, queue: &QueueId, rule: &str, action: &Action) -> DestinationFuture {
-        let host = self.0.clone();
+        let host = self.host.clone();
         let name = queue.to_string();
         let publisher = format!("{RULE_PUBLISHER_PREFIX}{rule}");
-        let plugin = action.plugin();
-        let config = action.config();
-        let grants = match action {
-            Action::Republish { topic, .. } => Grants::for_republish(topic.as_str()),
-            Action::Forward { api, .. } => Grants::for_forward(api),
+        let setup: Result<(Arc<Plugin>, String, Grants), String> = match action {
+            Action::Plugin { name } => match self.configured.get(name) {
+                Some(c) => Ok((c.plugin.clone(), c.config.clone(), c.grants.clone())),
+                None => Err(format!("no destination named {name:?} is configured")),
+            },
+            // The action's body configures the built-in SQL plugin; the configured
+            // destination it names holds the database and the tables it may write.
+            Action::Sql {
+                dialect, instance, ..
+            } => match self.configured.get(instance) {
+                Some(c) => host
+                    .load_builtin(dialect)
+                    .map(|plugin| (plugin, action.config(), c.grants.clone()))
+                    .map_err(|e| e.to_string()),
+                None => Err(format!("no destination named {instance:?} is configured")),
+            },
+            builtin => {
+                let grants = match builtin {
+                    Action::Forward { api, .. } => Grants::for_forward(api),
+                    other => Grants::for_republish(other.target()),
+                };
+                builtin
+                    .plugin()
+                    .ok_or_else(|| "no built-in plugin for this action".to_owned())
+                    .and_then(|p| host.load_builtin(p).map_err(|e| e.to_string()))
+                    .and_then(|plugin| Ok((plugin, builtin.config(), grants?)))
+            }
         };
         Box::pin(async move {
-            let grants = grants?;
-            let plugin = host.load_builtin(plugin).map_err(|e| e.to_string())?;
+            let (plugin, config, grants) = setup?;
             let destination = host
                 .destination(plugin, &name, &publisher, config, grants)
                 .await

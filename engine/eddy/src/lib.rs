@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod delivery;
 pub mod destinations;
 pub mod directory;
 pub mod rules;

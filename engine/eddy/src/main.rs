@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use eddy::cli::{Cli, Command, ConfigCommand};
-use eddy::commands::{manage, passwd, rule, serve};
+use eddy::commands::{dlq, manage, passwd, rule, serve};
 use eddy::config::{Config, DEFAULT_TOML};
 use tracing_subscriber::EnvFilter;
 
@@ -67,6 +67,7 @@ fn main() -> ExitCode {
             Command::Device(cmd) => manage::device(&config, cmd).await.map(Some),
             Command::TopicPolicy(cmd) => manage::topic_policy(&config, cmd).await.map(Some),
             Command::Rule(cmd) => rule::run(&config, cmd).await.map(Some),
+            Command::Dlq(cmd) => dlq::run(&config, cmd).await.map(Some),
             Command::Config(ConfigCommand::Default) | Command::Passwd(_) => Ok(None),
         }
     });

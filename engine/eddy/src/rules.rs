@@ -12,7 +12,11 @@ use eddy_rules::{RuleDefinition, RuleEngine};
 use eddy_store::TopicRuleRecord;
 
 #[derive(Debug)]
-pub struct RulesHook(pub Arc<RuleEngine>);
+pub struct RulesHook {
+    pub engine: Arc<RuleEngine>,
+    /// The configured destinations `{"plugin":{"name":…}}` may name.
+    pub destinations: Vec<String>,
+}
 
 pub fn definition(record: TopicRuleRecord) -> RuleDefinition {
     RuleDefinition {
@@ -37,17 +41,42 @@ impl RuleEngineHook for RulesHook {
             error_actions: error_actions.to_owned(),
             enabled: true,
         })
-        .map_err(api_error)
+        .map_err(api_error)?;
+        for (field, text) in [("Actions", actions), ("ErrorActions", error_actions)] {
+            for action in eddy_rules::runtime::parse_actions(text, true).unwrap_or_default() {
+                let named = match action {
+                    eddy_rules::Action::Plugin { name } => Some(name),
+                    eddy_rules::Action::Sql { instance, .. } => Some(instance),
+                    _ => None,
+                };
+                if let Some(name) = named
+                    && !self.destinations.contains(&name)
+                {
+                    return Err(ApiError::new(
+                        "InvalidParameterValue",
+                        format!(
+                            "{field}: no destination named {name:?} is configured (configured: {})",
+                            if self.destinations.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                self.destinations.join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn reload(&self, rules: Vec<TopicRuleRecord>) {
         let definitions: Vec<_> = rules.into_iter().map(definition).collect();
         // Failures are logged by the engine; a stored rule was checked when written.
-        self.0.load(&definitions);
+        self.engine.load(&definitions);
     }
 
     fn stats(&self, rule_name: &str) -> Option<serde_json::Value> {
-        self.0
+        self.engine
             .counts(rule_name)
             .and_then(|c| serde_json::to_value(c).ok())
     }

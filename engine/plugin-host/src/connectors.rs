@@ -7,7 +7,7 @@
 //! | `http`    | reqwest (one pooled client for the hub)     | `host` / `host:port` / `*`  |
 //! | `kafka`   | not built yet: refused (see the crate docs) | topics                      |
 //! | `pulsar`  | not built yet: refused                      | topics                      |
-//! | `sql`     | not built yet: refused                      | tables                      |
+//! | `sql`     | sqlx (PostgreSQL, MySQL/MariaDB), `sql.rs`  | one database URL + tables   |
 //!
 //! Time spent waiting here does not count against the plugin's CPU deadline.
 
@@ -28,6 +28,7 @@ pub struct Connectors {
     pub http: reqwest::Client,
     /// `http.send` timeout when the plugin gives none.
     pub http_timeout: Duration,
+    pub(crate) sql: Arc<crate::sql::Pools>,
 }
 
 impl Connectors {
@@ -39,6 +40,7 @@ impl Connectors {
                 .build()
                 .unwrap_or_default(),
             http_timeout: Duration::from_secs(10),
+            sql: Arc::default(),
         }
     }
 }
@@ -234,10 +236,17 @@ impl pulsar::Host for HostState {
 impl sql::Host for HostState {
     async fn execute(
         &mut self,
-        _statement: String,
-        _rows: Vec<Vec<sql::Value>>,
+        statement: String,
+        rows: Vec<Vec<sql::Value>>,
     ) -> wasmtime::Result<Result<u64, ConnectorError>> {
-        let granted = !self.shared.grants.sql_tables.is_empty();
-        Ok(Err(not_built("SQL", granted, &self.shared.name)))
+        let shared = self.shared.clone();
+        if let Err(e) = crate::sql::check(&statement, &shared.grants, &shared.name) {
+            return Ok(Err(e));
+        }
+        let url = shared.grants.sql_url.clone().unwrap_or_default();
+        let pools = shared.connectors.sql.clone();
+        Ok(self
+            .timed(async move { crate::sql::execute(&pools, &url, &statement, &rows).await })
+            .await)
     }
 }

@@ -18,7 +18,9 @@ pub struct Grants {
     pub kafka_topics: Vec<String>,
     /// Pulsar topics `pulsar.send` may write.
     pub pulsar_topics: Vec<String>,
-    /// Tables `sql.execute` may name.
+    /// The database `sql.execute` runs on (`postgres://…` or `mysql://…`).
+    pub sql_url: Option<String>,
+    /// Tables `sql.execute` may write.
     pub sql_tables: Vec<String>,
 }
 

@@ -18,9 +18,10 @@
 //! dropped, restarted after a backoff, and the batch is returned as retryable, so the
 //! delivery layer delivers it again. Other destinations and the hub are unaffected.
 //!
-//! Connectors present in this build: `mqtt` (the router) and `http` (reqwest). `kafka`,
-//! `pulsar` and `sql` are part of the contract; here they refuse calls outside the grants
-//! and answer `unavailable` inside them (so nothing is acknowledged and lost).
+//! Connectors present in this build: `mqtt` (the router), `http` (reqwest) and `sql`
+//! (sqlx: PostgreSQL, MySQL/MariaDB). `kafka` and `pulsar` are part of the contract; here
+//! they refuse calls outside the grants and answer `unavailable` inside them (so nothing
+//! is acknowledged and lost).
 
 mod bindings;
 pub mod builtin;
@@ -28,6 +29,7 @@ mod connectors;
 mod destination;
 mod grants;
 mod metrics;
+mod sql;
 mod state;
 
 use std::collections::HashMap;

@@ -2,6 +2,7 @@
 //! (refusing unknown ones), calls the registry, and returns the response fields with
 //! Tencent's names and types (the Python SDK's models are the reference).
 
+mod delivery;
 mod device;
 mod message;
 mod product;
@@ -47,6 +48,10 @@ pub(crate) async fn dispatch(
         "DisableTopicRule" => rule::set_enabled(state, p, false).await,
         "DeleteTopicRule" => rule::delete(state, p).await,
         "TestTopicRule" => rule::test(state, p).await,
+        "DescribeDeliveryQueues" => delivery::queues(state, p).await,
+        "ListDeadLetters" => delivery::list(state, p).await,
+        "DescribeDeadLetter" => delivery::describe(state, p).await,
+        "RedriveDeadLetters" => delivery::redrive(state, p).await,
         other => Err(ApiError::new(
             "InvalidAction",
             format!("The action {other:?} does not exist or is not supported by Eddy."),

@@ -1,6 +1,7 @@
 //! What each subcommand does.
 
 pub mod admin_key;
+pub mod dlq;
 pub mod manage;
 mod output;
 pub mod passwd;

@@ -71,10 +71,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .context("starting the plugin host")?;
     // The rule engine sees every accepted message and queues its output for the actions.
     // Its stored rules are loaded before the broker serves, so no message misses them.
+    let factory = crate::destinations::PluginFactory::new(plugins.clone(), &config.destinations)
+        .context("loading the configured destinations")?;
+    let destination_names = factory.names();
     let rules = eddy_rules::RuleEngine::start(
         config.rules.engine_settings()?,
         delivery.clone(),
-        Arc::new(crate::destinations::PluginFactory(plugins.clone())),
+        Arc::new(factory),
     )
     .context("starting the rule engine")?;
     broker.set_tap(rules.clone());
@@ -93,7 +96,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }));
     let api_state = ApiState::new(store)
         .with_downlink(broker.clone())
-        .with_rules(Arc::new(crate::rules::RulesHook(rules)))
+        .with_rules(Arc::new(crate::rules::RulesHook {
+            engine: rules,
+            destinations: destination_names,
+        }))
+        .with_delivery(Arc::new(crate::delivery::DeliveryApi(delivery.clone())))
         .with_max_rules(config.rules.max_rules)
         .with_metrics(render);
     api_state

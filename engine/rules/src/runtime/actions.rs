@@ -21,7 +21,7 @@ use crate::rows_as_json;
 pub const MAX_ACTIONS: usize = 5;
 
 /// Action types Tencent (or Eddy's design) defines that need the destination plugins.
-const PLUGIN_ACTIONS: &[&str] = &["ckafka", "mysql", "tdmq", "pulsar", "postgres", "plugin"];
+const PLUGIN_ACTIONS: &[&str] = &["ckafka", "tdmq", "pulsar"];
 
 /// One parsed action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +34,27 @@ pub enum Action {
     },
     /// POSTs each output row to `api` in Tencent's forward format, signed with `token`.
     Forward { api: String, token: String },
+    /// Hands the rows to the destination configured under `name` (`[[destinations]]`).
+    Plugin { name: String },
+    /// Inserts each row into a table (Tencent's `mysql` action; Eddy's `postgres` in the
+    /// same shape) on the database the configured destination `instance` grants.
+    Sql {
+        /// `"postgres"` or `"mysql"`.
+        dialect: &'static str,
+        instance: String,
+        /// The action's body (tablename, fieldpairs…), JSON text.
+        body: String,
+    },
 }
 
 impl Action {
-    /// The built-in plugin that runs this action.
-    pub fn plugin(&self) -> &'static str {
+    /// The built-in plugin that runs this action; `None` for a configured destination.
+    pub fn plugin(&self) -> Option<&'static str> {
         match self {
-            Self::Republish { .. } => "republish",
-            Self::Forward { .. } => "http-forward",
+            Self::Republish { .. } => Some("republish"),
+            Self::Forward { .. } => Some("http-forward"),
+            Self::Plugin { .. } => None,
+            Self::Sql { dialect, .. } => Some(dialect),
         }
     }
 
@@ -58,6 +71,14 @@ impl Action {
             Self::Forward { api, token } => {
                 serde_json::json!({ "api": api, "token": token }).to_string()
             }
+            Self::Plugin { .. } => String::new(),
+            Self::Sql { dialect, body, .. } => {
+                let mut config: Value = serde_json::from_str(body).unwrap_or_default();
+                if let Some(map) = config.as_object_mut() {
+                    map.insert("dialect".into(), Value::from(*dialect));
+                }
+                config.to_string()
+            }
         }
     }
 
@@ -66,6 +87,8 @@ impl Action {
         match self {
             Self::Republish { topic, .. } => topic.as_str(),
             Self::Forward { api, .. } => api,
+            Self::Plugin { name } => name,
+            Self::Sql { instance, .. } => instance,
         }
     }
 }
@@ -250,12 +273,55 @@ fn parse_one(i: usize, item: &Value) -> Result<Action, ActionError> {
                 token,
             })
         }
+        "plugin" => match body.get("name").and_then(Value::as_str) {
+            Some(name) if !name.is_empty() && name.len() <= 64 => Ok(Action::Plugin {
+                name: name.to_owned(),
+            }),
+            _ => Err(invalid(
+                "plugin needs a \"name\": one of the hub's configured [[destinations]]".into(),
+            )),
+        },
+        dialect @ ("mysql" | "postgres") => {
+            let text = |key: &str| {
+                body.get(key)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            };
+            let instance = text("instanceid").ok_or_else(|| {
+                invalid(format!(
+                    "{dialect} needs an \"instanceid\": one of the hub's configured [[destinations]]"
+                ))
+            })?;
+            text("tablename").ok_or_else(|| invalid(format!("{dialect} needs a \"tablename\"")))?;
+            let pairs = body.get("fieldpairs").and_then(Value::as_array);
+            let valid = pairs.is_some_and(|p| {
+                !p.is_empty()
+                    && p.iter().all(|pair| {
+                        pair.get("field").and_then(Value::as_str).is_some()
+                            && pair.get("value").and_then(Value::as_str).is_some()
+                    })
+            });
+            if !valid {
+                return Err(invalid(format!(
+                    "{dialect} needs \"fieldpairs\": [{{\"field\": column, \"value\": row field}}, …]"
+                )));
+            }
+            Ok(Action::Sql {
+                dialect: if dialect == "mysql" {
+                    "mysql"
+                } else {
+                    "postgres"
+                },
+                instance: instance.to_owned(),
+                body: body.to_string(),
+            })
+        }
         other if PLUGIN_ACTIONS.contains(&other) => Err(invalid(format!(
             "\"{other}\" actions need a destination plugin that is not built yet; \
              \"republish\" and \"forward\" are available"
         ))),
         other => Err(invalid(format!(
-            "unknown action type \"{other}\" (known: republish, forward, {})",
+            "unknown action type \"{other}\" (known: republish, forward, plugin, mysql, postgres, {})",
             PLUGIN_ACTIONS.join(", ")
         ))),
     }

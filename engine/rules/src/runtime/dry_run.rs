@@ -122,6 +122,20 @@ pub fn dry_run(
                     topics: Vec::new(),
                     payloads: payloads.clone(),
                 },
+                Action::Plugin { name } => ActionPreview {
+                    r#type: "plugin".into(),
+                    target: name.clone(),
+                    topics: Vec::new(),
+                    payloads: payloads.clone(),
+                },
+                Action::Sql {
+                    dialect, instance, ..
+                } => ActionPreview {
+                    r#type: (*dialect).into(),
+                    target: instance.clone(),
+                    topics: Vec::new(),
+                    payloads: payloads.clone(),
+                },
             })
             .collect(),
         rows,

@@ -1,0 +1,128 @@
+//! What running a destination as a Wasm component costs: the built-in `republish` plugin
+//! against the same work done natively (a `Destination` in Rust building the same messages
+//! and publishing them through the same `Publish`), per batch of 1, 256 and 4,096 rows of a
+//! 120-byte JSON report. The difference per batch is the plugin-call overhead (instance
+//! entry, copying rows into the sandbox and messages out, the host calls); divided by the
+//! rows it is the per-row overhead.
+//!
+//! `cargo bench -p eddy-plugin-host --bench overhead`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use eddy_core::destination::{DeliveryError, Destination, Envelope, Row, RowMeta};
+use eddy_core::{Message, Publish, PublishError, QoS, Topic};
+use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
+
+#[derive(Debug, Default)]
+struct Counting(AtomicU64);
+
+#[async_trait::async_trait]
+impl Publish for Counting {
+    async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        self.0
+            .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The republish plugin's work, written natively.
+#[derive(Debug)]
+struct Native {
+    topic: Topic,
+    publisher: Arc<Counting>,
+}
+
+#[async_trait::async_trait]
+impl Destination for Native {
+    async fn deliver(&self, batch: &Envelope) -> Result<(), DeliveryError> {
+        let messages = batch.rows.iter().map(|row| Message {
+            topic: self.topic.clone(),
+            payload: Bytes::copy_from_slice(&row.payload),
+            qos: QoS::from_u8(row.meta.qos).unwrap_or(QoS::AtMostOnce),
+            retain: false,
+            publisher: "$rule/bench".into(),
+            received_at_ms: 0,
+            properties: None,
+        });
+        let results = futures::future::join_all(messages.map(|m| self.publisher.publish(m))).await;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(drop)
+            .map_err(|e| DeliveryError::Retry(e.to_string()))
+    }
+}
+
+fn envelope(rows: usize) -> Envelope {
+    Envelope {
+        columns: vec!["temp".into(), "dev".into()],
+        rows: (0..rows)
+            .map(|i| Row {
+                id: format!("0123456789abcdef-{i}"),
+                payload: format!(
+                    r#"{{"temp":{},"dev":"device-{:04}","humidity":50,"status":{{"switch":1}},"n":{i:08}}}"#,
+                    20 + i % 10,
+                    i % 1000
+                )
+                .into_bytes(),
+                json: true,
+                meta: RowMeta {
+                    topic: "PRODUCT01/device-0001/event".into(),
+                    product_id: "PRODUCT01".into(),
+                    device_name: "device-0001".into(),
+                    qos: 1,
+                    seq: i as u64,
+                    timestamp_ms: 1_700_000_000_000,
+                },
+            })
+            .collect(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let counting = Arc::new(Counting::default());
+    let host = PluginHost::new(
+        HostSettings::default(),
+        Connectors::new(Some(counting.clone() as Arc<dyn Publish>)),
+    )
+    .expect("host");
+    let wasm = runtime.block_on(async {
+        let plugin = host.load_builtin("republish").expect("plugin");
+        host.destination(
+            plugin,
+            "bench",
+            "$rule/bench",
+            r#"{"topic":"PRODUCT01/out/alerts"}"#.into(),
+            Grants::for_republish("PRODUCT01/out/alerts").expect("grant"),
+        )
+        .await
+        .expect("start")
+    });
+    let native = Native {
+        topic: Topic::parse("PRODUCT01/out/alerts").expect("topic"),
+        publisher: counting,
+    };
+    let mut group = c.benchmark_group("republish destination, per batch");
+    for rows in [1usize, 256, 4096] {
+        let batch = envelope(rows);
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::new("native", rows), &batch, |b, batch| {
+            b.iter(|| runtime.block_on(native.deliver(batch)).expect("delivers"));
+        });
+        group.bench_with_input(BenchmarkId::new("wasm", rows), &batch, |b, batch| {
+            b.iter(|| runtime.block_on(wasm.deliver(batch)).expect("delivers"));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
