@@ -47,6 +47,21 @@ pub use bindings::eddy::plugin::types::{
 };
 pub use bindings::eddy::plugin::{http, kafka, log, metrics, mqtt, pulsar, sql};
 
+/// What a failed connector call usually means for the batch: `unavailable` is worth a
+/// retry; `permission-denied` and `invalid` never succeed (permanent: the error action
+/// and the dead letters get the batch).
+impl From<ConnectorError> for DeliveryError {
+    fn from(error: ConnectorError) -> Self {
+        match error {
+            ConnectorError::Unavailable(why) => DeliveryError::Retry(why),
+            ConnectorError::PermissionDenied(why) => {
+                DeliveryError::Permanent(format!("permission denied: {why}"))
+            }
+            ConnectorError::Invalid(why) => DeliveryError::Permanent(why),
+        }
+    }
+}
+
 /// A destination: configured once, then given batches.
 pub trait Destination: Sized + 'static {
     /// Reads the destination's configuration (JSON text). An error refuses it.

@@ -142,6 +142,24 @@ macro_rules! bind_all {
     }};
 }
 
+/// Runs `statement` once per row of `rows` on `pool`, in one transaction (the same code
+/// for both pool types).
+macro_rules! in_transaction {
+    ($pool:expr, $statement:expr, $rows:expr) => {{
+        let mut affected = 0;
+        let mut tx = $pool.begin().await.map_err(unavailable)?;
+        for row in $rows {
+            let done = bind_all!(sqlx::query($statement), row)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            affected += done.rows_affected();
+        }
+        tx.commit().await.map_err(unavailable)?;
+        affected
+    }};
+}
+
 /// Runs `statement` once per row of `rows`, in one transaction; rows affected in all.
 pub(crate) async fn execute(
     pools: &Pools,
@@ -149,32 +167,10 @@ pub(crate) async fn execute(
     statement: &str,
     rows: &[Vec<Value>],
 ) -> Result<u64, ConnectorError> {
-    let mut affected = 0;
-    match pools.get(url)? {
-        Pool::Postgres(pool) => {
-            let mut tx = pool.begin().await.map_err(unavailable)?;
-            for row in rows {
-                let done = bind_all!(sqlx::query(statement), row)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                affected += done.rows_affected();
-            }
-            tx.commit().await.map_err(unavailable)?;
-        }
-        Pool::MySql(pool) => {
-            let mut tx = pool.begin().await.map_err(unavailable)?;
-            for row in rows {
-                let done = bind_all!(sqlx::query(statement), row)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                affected += done.rows_affected();
-            }
-            tx.commit().await.map_err(unavailable)?;
-        }
-    }
-    Ok(affected)
+    Ok(match pools.get(url)? {
+        Pool::Postgres(pool) => in_transaction!(pool, statement, rows),
+        Pool::MySql(pool) => in_transaction!(pool, statement, rows),
+    })
 }
 
 #[cfg(test)]

@@ -49,7 +49,9 @@ impl Destination for Hostile {
                     qos: 0,
                 }]);
                 metrics::counter_add("grant_checks", 1);
-                Err(DeliveryError::Permanent(format!("the host said: {denied:?}")))
+                Err(DeliveryError::Permanent(format!(
+                    "the host said: {denied:?}"
+                )))
             }
             _ => {
                 let messages: Vec<mqtt::Message> = batch

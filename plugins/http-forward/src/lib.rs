@@ -22,9 +22,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use eddy_plugin_sdk::{
-    Batch, ConnectorError, DeliveryError, Destination, RejectedRow, RetryAfter, http,
-};
+use eddy_plugin_sdk::{Batch, DeliveryError, Destination, RejectedRow, RetryAfter, http};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
@@ -85,7 +83,10 @@ impl Destination for Forward {
                 url: self.config.api.clone(),
                 headers: vec![
                     ("Content-Type".into(), "application/json".into()),
-                    ("Signature".into(), signature(&self.config.token, &timestamp, &nonce)),
+                    (
+                        "Signature".into(),
+                        signature(&self.config.token, &timestamp, &nonce),
+                    ),
                     ("Timestamp".into(), timestamp),
                     ("Nonce".into(), nonce),
                     ("X-Eddy-Message-Id".into(), meta.id.clone()),
@@ -93,13 +94,7 @@ impl Destination for Forward {
                 body: body.to_string().into_bytes(),
                 timeout_ms: self.config.timeout_ms,
             };
-            let response = http::send(&request).map_err(|e| match e {
-                ConnectorError::Unavailable(why) => DeliveryError::Retry(why),
-                ConnectorError::PermissionDenied(why) => {
-                    DeliveryError::Permanent(format!("permission denied: {why}"))
-                }
-                ConnectorError::Invalid(why) => DeliveryError::Permanent(why),
-            })?;
+            let response = http::send(&request).map_err(DeliveryError::from)?;
             match response.status {
                 200..=299 => {}
                 408 | 500..=599 => {

@@ -8,7 +8,7 @@
 //! A row whose variables cannot be filled is rejected (the rule's error action gets it);
 //! the others are published in order.
 
-use eddy_plugin_sdk::{Batch, ConnectorError, DeliveryError, Destination, RejectedRow, mqtt};
+use eddy_plugin_sdk::{Batch, DeliveryError, Destination, RejectedRow, mqtt};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -58,13 +58,7 @@ impl Destination for Republish {
             }
         }
         if !messages.is_empty() {
-            mqtt::publish(&messages).map_err(|e| match e {
-                ConnectorError::Unavailable(why) => DeliveryError::Retry(why),
-                ConnectorError::PermissionDenied(why) => {
-                    DeliveryError::Permanent(format!("permission denied: {why}"))
-                }
-                ConnectorError::Invalid(why) => DeliveryError::Permanent(why),
-            })?;
+            mqtt::publish(&messages).map_err(DeliveryError::from)?;
         }
         if rejected.is_empty() {
             Ok(())

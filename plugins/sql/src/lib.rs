@@ -12,7 +12,7 @@
 //! database makes the host retry.
 
 use eddy_plugin_sdk::sql::{self, Value as SqlValue};
-use eddy_plugin_sdk::{Batch, ConnectorError, DeliveryError, Destination, RejectedRow};
+use eddy_plugin_sdk::{Batch, DeliveryError, Destination, RejectedRow};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -54,7 +54,10 @@ impl Destination for Insert {
             other => return Err(format!("unknown SQL dialect {other:?}")),
         };
         if !identifier(&config.tablename, true) {
-            return Err(format!("tablename {:?}: letters, digits, _ and .", config.tablename));
+            return Err(format!(
+                "tablename {:?}: letters, digits, _ and .",
+                config.tablename
+            ));
         }
         if config.fieldpairs.is_empty() {
             return Err("fieldpairs: at least one {\"field\",\"value\"}".into());
@@ -69,7 +72,10 @@ impl Destination for Insert {
         let mut sources = Vec::new();
         for pair in &config.fieldpairs {
             if !identifier(&pair.field, false) {
-                return Err(format!("fieldpairs field {:?}: letters, digits and _", pair.field));
+                return Err(format!(
+                    "fieldpairs field {:?}: letters, digits and _",
+                    pair.field
+                ));
             }
             let source = pair.value.trim();
             let source = source
@@ -107,13 +113,7 @@ impl Destination for Insert {
             }
         }
         if !rows.is_empty() {
-            sql::execute(&self.statement, &rows).map_err(|e| match e {
-                ConnectorError::Unavailable(why) => DeliveryError::Retry(why),
-                ConnectorError::PermissionDenied(why) => {
-                    DeliveryError::Permanent(format!("permission denied: {why}"))
-                }
-                ConnectorError::Invalid(why) => DeliveryError::Permanent(why),
-            })?;
+            sql::execute(&self.statement, &rows).map_err(DeliveryError::from)?;
         }
         if rejected.is_empty() {
             Ok(())
