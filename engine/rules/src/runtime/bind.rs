@@ -74,13 +74,13 @@ impl Bindings {
         &self.delivery
     }
 
-    /// The queues of `rule` now bound.
-    pub(crate) fn queues_of(&self, rule: &str) -> Vec<QueueId> {
+    /// The action queues (not the error actions' queues) of `rule` now bound: at most
+    /// `MAX_ACTIONS` lookups, not a scan of every binding.
+    pub(crate) fn action_queues_of(&self, rule: &str) -> Vec<QueueId> {
         let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        current
-            .iter()
-            .filter(|(_, (b, _))| b.rule == rule)
-            .map(|(q, _)| q.clone())
+        (0..super::MAX_ACTIONS)
+            .map(|i| action_queue(rule, i))
+            .filter(|q| current.contains_key(q))
             .collect()
     }
 

@@ -153,12 +153,16 @@ const COUNTERS: [Counter; 8] = [
 impl Collector for RulesCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let rules = self.0.all_metrics();
+        // Each rule's counts once per scrape (they include its queues' delivery failures).
+        let counts: Vec<RuleCounts> = rules
+            .iter()
+            .map(|(rule, metrics)| self.0.counts(rule).unwrap_or_else(|| metrics.counts()))
+            .collect();
         for (name, help, read) in COUNTERS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (rule, metrics) in &rules {
+            for ((rule, _), counts) in rules.iter().zip(&counts) {
                 let labels = [("rule", rule.as_str())];
-                let counts = self.0.counts(rule).unwrap_or_else(|| metrics.counts());
-                ConstCounter::new(read(&counts)).encode(family.encode_family(&labels)?)?;
+                ConstCounter::new(read(counts)).encode(family.encode_family(&labels)?)?;
             }
         }
         let mut family = encoder.encode_descriptor(

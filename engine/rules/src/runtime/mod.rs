@@ -177,9 +177,8 @@ impl RuleEngine {
         let delivery = self.bindings.delivery();
         counts.action_errors += self
             .bindings
-            .queues_of(rule)
+            .action_queues_of(rule)
             .iter()
-            .filter(|q| !q.as_str().contains("/error/"))
             .filter_map(|q| delivery.counts(q))
             .map(|c| c.failed_rows)
             .sum::<u64>();
