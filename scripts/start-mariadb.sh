@@ -45,10 +45,12 @@ fi
 ping() { mariadb-admin --protocol=tcp -h 127.0.0.1 -P "$PORT" -u root ping >/dev/null 2>&1; }
 if ! ping; then
     log "starting on 127.0.0.1:$PORT"
+    # The server must not keep fd 3 (our caller's stdout, e.g. a $(…) pipe) open, or the
+    # caller waits for it forever.
     mariadbd --user=mysql --datadir="$DIR/data" --socket="$DIR/mysqld.sock" \
         --pid-file="$DIR/mysqld.pid" --port="$PORT" --bind-address=127.0.0.1 \
         --skip-grant-tables --skip-name-resolve --innodb-flush-log-at-trx-commit=0 \
-        --log-error="$DIR/mariadb.log" >/dev/null 2>&1 &
+        --log-error="$DIR/mariadb.log" >/dev/null 2>&1 3>&- &
     for _ in $(seq 1 300); do
         ping && break
         sleep 0.2
