@@ -57,9 +57,11 @@ build_rust() {
 build_python() {
     local py="${PYTHON:-python3}" venv="$work/py" req="$here/python-enrich/requirements.txt"
     need "$py" "install Python 3.10+ with venv"
-    if [ ! -x "$venv/bin/componentize-py" ] ||
+    # A venv moved with its directory keeps dead interpreter paths: rebuild it then too.
+    if ! "$venv/bin/componentize-py" --version >/dev/null 2>&1 ||
         ! cmp -s "$req" "$venv/.eddy-requirements.txt"; then
         echo "==> installing componentize-py into $venv"
+        rm -rf "$venv"
         "$py" -m venv "$venv" || die "creating the venv $venv failed (is python3-venv installed?)"
         "$venv/bin/pip" install --quiet -r "$req" ||
             die "pip install -r python-enrich/requirements.txt failed"
