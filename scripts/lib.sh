@@ -44,9 +44,10 @@ ensure_rust() {
   fi
 }
 
-# ensure_build_tools: a C compiler and friends for crates that build C (SQLite, ring).
+# ensure_build_tools: a C compiler and friends for crates that build C (SQLite, ring,
+# librdkafka) and protoc for the Pulsar client's protocol definitions.
 ensure_build_tools() {
-  ensure_apt build-essential pkg-config ca-certificates
+  ensure_apt build-essential pkg-config ca-certificates protobuf-compiler
   ensure_rust
 }
 

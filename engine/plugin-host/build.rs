@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: [(&str, &str); 3] = [
+const PLUGINS: [(&str, &str); 4] = [
     ("eddy-plugin-republish", "republish"),
     ("eddy-plugin-http-forward", "http-forward"),
     ("eddy-plugin-sql", "sql"),
+    ("eddy-plugin-queue", "queue"),
 ];
 
 fn main() -> Result<(), String> {
@@ -22,6 +23,7 @@ fn main() -> Result<(), String> {
         "plugins/republish",
         "plugins/http-forward",
         "plugins/sql",
+        "plugins/queue",
         "sdk-wit/src",
         "sdk-wit/wit",
         "sdk-wit/Cargo.toml",

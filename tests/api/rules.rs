@@ -249,10 +249,17 @@ async fn invalid_sql_names_line_and_column() {
         "ResourceNotFound.TopicRuleNotExist",
         "a rule that does not compile is not stored"
     );
-    // An action type whose plugin is not built yet, or a destination the hub does not have,
-    // is refused, clearly.
+    // An action without the instance it runs under, or naming a destination the hub does
+    // not have, is refused, clearly.
     for (actions, needle) in [
-        (r#"[{"ckafka":{"topic":{"name":"t"}}}]"#, "not built yet"),
+        (
+            r#"[{"ckafka":{"topic":{"name":"t"}}}]"#,
+            "needs an \"instance\"",
+        ),
+        (
+            r#"[{"ckafka":{"instance":{"id":"ck-1","name":"kafka"},"topic":{"name":"t"}}}]"#,
+            "no destination named \"ck-1\" or \"kafka\"",
+        ),
         (
             r#"[{"plugin":{"name":"nowhere"}}]"#,
             "no destination named \"nowhere\"",

@@ -11,6 +11,7 @@ mod support;
 mod auth;
 mod clients;
 mod forward;
+mod kafka;
 mod limits;
 mod malformed;
 mod plugins;

@@ -8,6 +8,10 @@
 //! - `{"mysql":{"instanceid":…,…}}` / `{"postgres":…}` run the built-in SQL plugin with
 //!   the action's body, under the grants (database URL, tables) of the `[[destinations]]`
 //!   entry `instanceid` names.
+//! - `{"ckafka":{"instance":{"id":…,"name":…},"topic":{"name":…}}}` (and `tdmq` /
+//!   `pulsar` in the same shape) run the built-in `kafka` / `pulsar` plugin under the
+//!   grants (broker list) of the `[[destinations]]` entry `instance.id` or `instance.name`
+//!   names, plus the action's own topic.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,17 +83,32 @@ impl DestinationFactory for PluginFactory {
                 Some(c) => Ok((c.plugin.clone(), c.config.clone(), c.grants.clone())),
                 None => Err(format!("no destination named {name:?} is configured")),
             },
-            // The action's body configures the built-in SQL plugin; the configured
-            // destination it names holds the database and the tables it may write.
-            Action::Sql {
-                dialect, instance, ..
-            } => match self.configured.get(instance) {
-                Some(c) => host
-                    .load_builtin(dialect)
-                    .map(|plugin| (plugin, action.config(), c.grants.clone()))
-                    .map_err(|e| e.to_string()),
-                None => Err(format!("no destination named {instance:?} is configured")),
-            },
+            // The action's body configures the built-in plugin (SQL, Kafka, Pulsar); the
+            // configured destination it names holds what it may reach (database and
+            // tables, brokers), and the action's own topic is granted too.
+            Action::Sql { .. } | Action::Queue { .. } => {
+                let instances = action.instances();
+                match instances.iter().find_map(|n| self.configured.get(n)) {
+                    Some(c) => {
+                        let mut grants = c.grants.clone();
+                        if let Action::Queue { broker, topic, .. } = action {
+                            match *broker {
+                                "kafka" => grants.kafka_topics.push(topic.clone()),
+                                _ => grants.pulsar_topics.push(topic.clone()),
+                            }
+                        }
+                        action
+                            .plugin()
+                            .ok_or_else(|| "no built-in plugin for this action".to_owned())
+                            .and_then(|p| host.load_builtin(p).map_err(|e| e.to_string()))
+                            .map(|plugin| (plugin, action.config(), grants))
+                    }
+                    None => Err(format!(
+                        "no destination named \"{}\" is configured",
+                        instances.join("\" or \"")
+                    )),
+                }
+            }
             builtin => {
                 let grants = match builtin {
                     Action::Forward { api, .. } => Grants::for_forward(api),

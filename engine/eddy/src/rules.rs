@@ -44,18 +44,14 @@ impl RuleEngineHook for RulesHook {
         .map_err(api_error)?;
         for (field, text) in [("Actions", actions), ("ErrorActions", error_actions)] {
             for action in eddy_rules::runtime::parse_actions(text, true).unwrap_or_default() {
-                let named = match action {
-                    eddy_rules::Action::Plugin { name } => Some(name),
-                    eddy_rules::Action::Sql { instance, .. } => Some(instance),
-                    _ => None,
-                };
-                if let Some(name) = named
-                    && !self.destinations.contains(&name)
+                let instances = action.instances();
+                if !instances.is_empty() && !instances.iter().any(|n| self.destinations.contains(n))
                 {
+                    let name = instances.join("\" or \"");
                     return Err(ApiError::new(
                         "InvalidParameterValue",
                         format!(
-                            "{field}: no destination named {name:?} is configured (configured: {})",
+                            "{field}: no destination named \"{name}\" is configured (configured: {})",
                             if self.destinations.is_empty() {
                                 "none".to_owned()
                             } else {

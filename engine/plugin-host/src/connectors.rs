@@ -5,8 +5,8 @@
 //! |-----------|---------------------------------------------|-----------------------------|
 //! | `mqtt`    | the hub's router ([`eddy_core::Publish`])   | topic filters               |
 //! | `http`    | reqwest (one pooled client for the hub)     | `host` / `host:port` / `*`  |
-//! | `kafka`   | not built yet: refused (see the crate docs) | topics                      |
-//! | `pulsar`  | not built yet: refused                      | topics                      |
+//! | `kafka`   | rdkafka (librdkafka), `kafka.rs`            | broker list + topics        |
+//! | `pulsar`  | pulsar-rs, `pulsar.rs`                      | service URL + topics        |
 //! | `sql`     | sqlx (PostgreSQL, MySQL/MariaDB), `sql.rs`  | one database URL + tables   |
 //!
 //! Time spent waiting here does not count against the plugin's CPU deadline.
@@ -29,6 +29,8 @@ pub struct Connectors {
     /// `http.send` timeout when the plugin gives none.
     pub http_timeout: Duration,
     pub(crate) sql: Arc<crate::sql::Pools>,
+    pub(crate) kafka: Arc<crate::kafka::Producers>,
+    pub(crate) pulsar: Arc<crate::pulsar::Clients>,
 }
 
 impl Connectors {
@@ -41,6 +43,8 @@ impl Connectors {
                 .unwrap_or_default(),
             http_timeout: Duration::from_secs(10),
             sql: Arc::default(),
+            kafka: Arc::default(),
+            pulsar: Arc::default(),
         }
     }
 }
@@ -189,31 +193,35 @@ impl http::Host for HostState {
     }
 }
 
-/// The answer of a connector this build does not have: refused outside the grants like any
-/// other, and unavailable (so retried, never lost) inside them.
-fn not_built(name: &str, granted: bool, destination: &str) -> ConnectorError {
-    if granted {
-        ConnectorError::Unavailable(format!(
-            "the {name} connector is not part of this build of Eddy"
-        ))
-    } else {
-        ConnectorError::PermissionDenied(format!("destination {destination} has no {name} grant"))
-    }
-}
-
 impl kafka::Host for HostState {
     async fn produce(
         &mut self,
         records: Vec<kafka::KafkaRecord>,
     ) -> wasmtime::Result<Result<(), ConnectorError>> {
-        let granted = records
+        let shared = self.shared.clone();
+        let grants = &shared.grants;
+        let Some(brokers) = grants.kafka_brokers.clone() else {
+            return Ok(Err(ConnectorError::PermissionDenied(format!(
+                "destination {} has no Kafka grant (kafka-brokers)",
+                shared.name
+            ))));
+        };
+        if let Some(r) = records
             .iter()
-            .all(|r| self.shared.grants.kafka_topics.contains(&r.topic));
-        Ok(Err(not_built(
-            "Kafka",
-            granted && !records.is_empty(),
-            &self.shared.name,
-        )))
+            .find(|r| !grants.kafka_topics.contains(&r.topic))
+        {
+            return Ok(Err(ConnectorError::PermissionDenied(format!(
+                "destination {} may not produce to Kafka topic {:?}",
+                shared.name, r.topic
+            ))));
+        }
+        if records.is_empty() {
+            return Ok(Ok(()));
+        }
+        let producers = shared.connectors.kafka.clone();
+        Ok(self
+            .timed(async move { crate::kafka::produce(&producers, &brokers, records).await })
+            .await)
     }
 }
 
@@ -222,14 +230,30 @@ impl pulsar::Host for HostState {
         &mut self,
         messages: Vec<pulsar::Message>,
     ) -> wasmtime::Result<Result<(), ConnectorError>> {
-        let granted = messages
+        let shared = self.shared.clone();
+        let grants = &shared.grants;
+        let Some(url) = grants.pulsar_url.clone() else {
+            return Ok(Err(ConnectorError::PermissionDenied(format!(
+                "destination {} has no Pulsar grant (pulsar-url)",
+                shared.name
+            ))));
+        };
+        if let Some(m) = messages
             .iter()
-            .all(|m| self.shared.grants.pulsar_topics.contains(&m.topic));
-        Ok(Err(not_built(
-            "Pulsar",
-            granted && !messages.is_empty(),
-            &self.shared.name,
-        )))
+            .find(|m| !grants.pulsar_topics.contains(&m.topic))
+        {
+            return Ok(Err(ConnectorError::PermissionDenied(format!(
+                "destination {} may not send to Pulsar topic {:?}",
+                shared.name, m.topic
+            ))));
+        }
+        if messages.is_empty() {
+            return Ok(Ok(()));
+        }
+        let clients = shared.connectors.pulsar.clone();
+        Ok(self
+            .timed(async move { crate::pulsar::send(&clients, &url, messages).await })
+            .await)
     }
 }
 

@@ -14,8 +14,13 @@ pub struct Grants {
     pub mqtt_topics: Vec<TopicFilter>,
     /// Hosts `http.send` may call: `host`, `host:port`, or `*` for any.
     pub http_hosts: Vec<String>,
-    /// Kafka topics `kafka.produce` may write (no connector is built yet: see the crate docs).
+    /// The Kafka cluster `kafka.produce` writes to: its bootstrap broker list
+    /// (`host:port,host:port`).
+    pub kafka_brokers: Option<String>,
+    /// Kafka topics `kafka.produce` may write.
     pub kafka_topics: Vec<String>,
+    /// The Pulsar cluster `pulsar.send` writes to: its service URL (`pulsar://host:6650`).
+    pub pulsar_url: Option<String>,
     /// Pulsar topics `pulsar.send` may write.
     pub pulsar_topics: Vec<String>,
     /// The database `sql.execute` runs on (`postgres://…` or `mysql://…`).

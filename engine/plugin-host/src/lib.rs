@@ -18,17 +18,17 @@
 //! dropped, restarted after a backoff, and the batch is returned as retryable, so the
 //! delivery layer delivers it again. Other destinations and the hub are unaffected.
 //!
-//! Connectors present in this build: `mqtt` (the router), `http` (reqwest) and `sql`
-//! (sqlx: PostgreSQL, MySQL/MariaDB). `kafka` and `pulsar` are part of the contract; here
-//! they refuse calls outside the grants and answer `unavailable` inside them (so nothing
-//! is acknowledged and lost).
+//! Connectors: `mqtt` (the router), `http` (reqwest), `kafka` (rdkafka), `pulsar`
+//! (pulsar-rs), `sql` (sqlx: PostgreSQL, MySQL/MariaDB); see `connectors.rs`.
 
 mod bindings;
 pub mod builtin;
 mod connectors;
 mod destination;
 mod grants;
+mod kafka;
 mod metrics;
+mod pulsar;
 mod sql;
 mod state;
 

@@ -83,8 +83,14 @@ pub struct GrantsConfig {
     pub mqtt_topics: Vec<String>,
     #[serde(default)]
     pub http_hosts: Vec<String>,
+    /// The Kafka cluster `kafka` may produce to: its bootstrap brokers, `host:port,…`.
+    #[serde(default)]
+    pub kafka_brokers: Option<String>,
     #[serde(default)]
     pub kafka_topics: Vec<String>,
+    /// The Pulsar cluster `pulsar` may send to: its service URL, `pulsar://host:6650`.
+    #[serde(default)]
+    pub pulsar_url: Option<String>,
     #[serde(default)]
     pub pulsar_topics: Vec<String>,
     /// The database `sql` may write: `postgres://…` or `mysql://…`.
@@ -112,7 +118,9 @@ impl DestinationConfig {
         Ok(eddy_plugin_host::Grants {
             mqtt_topics,
             http_hosts: g.http_hosts.clone(),
+            kafka_brokers: g.kafka_brokers.clone(),
             kafka_topics: g.kafka_topics.clone(),
+            pulsar_url: g.pulsar_url.clone(),
             pulsar_topics: g.pulsar_topics.clone(),
             sql_url: g.sql_url.clone(),
             sql_tables: g.sql_tables.clone(),

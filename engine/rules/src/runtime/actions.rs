@@ -3,10 +3,10 @@
 //! `Actions` is a JSON array of objects, each keyed by its type:
 //! `[{"republish":{"topic":"PID/dev2/data"}}]`. Every action runs on a destination plugin
 //! (`engine/plugin-host`): `republish` and `forward` on the built-in `republish` and
-//! `http-forward` plugins, configured with the action's own body. `ckafka`, `mysql`,
-//! `tdmq`, `pulsar`, `postgres` and `plugin` are recognised and refused with an error
-//! saying their plugins are not built yet — a rule is never stored with an action that
-//! would silently do nothing.
+//! `http-forward` plugins, configured with the action's own body; `mysql` / `postgres`
+//! on the built-in `sql` plugin and `ckafka` / `tdmq` / `pulsar` on the built-in `kafka` /
+//! `pulsar` plugin, each under the grants (database, brokers) of the `[[destinations]]`
+//! entry the action names; `plugin` on any configured destination.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -19,9 +19,6 @@ use crate::rows_as_json;
 
 /// Most actions one rule may have (Tencent: 5).
 pub const MAX_ACTIONS: usize = 5;
-
-/// Action types Tencent (or Eddy's design) defines that need the destination plugins.
-const PLUGIN_ACTIONS: &[&str] = &["ckafka", "tdmq", "pulsar"];
 
 /// One parsed action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +42,18 @@ pub enum Action {
         /// The action's body (tablename, fieldpairs…), JSON text.
         body: String,
     },
+    /// Sends each row to a topic on a Kafka cluster (Tencent's `ckafka` action) or a Pulsar
+    /// cluster (`tdmq`, `pulsar`): the one the configured destination named by the action's
+    /// `instance.id` or `instance.name` grants.
+    Queue {
+        /// `"kafka"` or `"pulsar"`.
+        broker: &'static str,
+        /// The configured destinations the action may mean: `instance.id`, `instance.name`.
+        instances: Vec<String>,
+        topic: String,
+        /// The action's body, JSON text (optional `format`, `utc-offset-minutes`).
+        body: String,
+    },
 }
 
 impl Action {
@@ -55,6 +64,18 @@ impl Action {
             Self::Forward { .. } => Some("http-forward"),
             Self::Plugin { .. } => None,
             Self::Sql { dialect, .. } => Some(dialect),
+            Self::Queue { broker, .. } => Some(broker),
+        }
+    }
+
+    /// The configured destinations (`[[destinations]]` names) this action runs under, any
+    /// one of which will do; empty for the actions that are their own grant.
+    pub fn instances(&self) -> &[String] {
+        match self {
+            Self::Plugin { name } => std::slice::from_ref(name),
+            Self::Sql { instance, .. } => std::slice::from_ref(instance),
+            Self::Queue { instances, .. } => instances,
+            Self::Republish { .. } | Self::Forward { .. } => &[],
         }
     }
 
@@ -79,6 +100,21 @@ impl Action {
                 }
                 config.to_string()
             }
+            Self::Queue {
+                broker,
+                topic,
+                body,
+                ..
+            } => {
+                let mut config = serde_json::json!({ "broker": broker, "topic": topic });
+                let body: Value = serde_json::from_str(body).unwrap_or_default();
+                for key in ["format", "utc-offset-minutes"] {
+                    if let Some(v) = body.get(key) {
+                        config[key] = v.clone();
+                    }
+                }
+                config.to_string()
+            }
         }
     }
 
@@ -89,6 +125,7 @@ impl Action {
             Self::Forward { api, .. } => api,
             Self::Plugin { name } => name,
             Self::Sql { instance, .. } => instance,
+            Self::Queue { topic, .. } => topic,
         }
     }
 }
@@ -316,13 +353,43 @@ fn parse_one(i: usize, item: &Value) -> Result<Action, ActionError> {
                 body: body.to_string(),
             })
         }
-        other if PLUGIN_ACTIONS.contains(&other) => Err(invalid(format!(
-            "\"{other}\" actions need a destination plugin that is not built yet; \
-             \"republish\" and \"forward\" are available"
-        ))),
+        kind @ ("ckafka" | "tdmq" | "pulsar") => {
+            let name = |v: Option<&Value>, key: &str| {
+                v.and_then(|v| v.get(key))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            let instance = body.get("instance");
+            let instances: Vec<String> = [name(instance, "id"), name(instance, "name")]
+                .into_iter()
+                .flatten()
+                .collect();
+            if instances.is_empty() {
+                return Err(invalid(format!(
+                    "{kind} needs an \"instance\": {{\"id\" or \"name\": one of the hub's configured [[destinations]]}}"
+                )));
+            }
+            // Tencent writes {"topic":{"id":…,"name":…}}; a bare name is taken too.
+            let topic = match body.get("topic") {
+                Some(Value::String(t)) if !t.is_empty() => t.clone(),
+                t => name(t, "name")
+                    .ok_or_else(|| invalid(format!("{kind} needs a \"topic\": {{\"name\": …}}")))?,
+            };
+            if topic.len() > 255 || topic.contains(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "{kind} topic {topic:?} is not a valid topic name"
+                )));
+            }
+            Ok(Action::Queue {
+                broker: if kind == "ckafka" { "kafka" } else { "pulsar" },
+                instances,
+                topic,
+                body: body.to_string(),
+            })
+        }
         other => Err(invalid(format!(
-            "unknown action type \"{other}\" (known: republish, forward, plugin, mysql, postgres, {})",
-            PLUGIN_ACTIONS.join(", ")
+            "unknown action type \"{other}\" (known: republish, forward, plugin, mysql, postgres, ckafka, tdmq, pulsar)"
         ))),
     }
 }
@@ -414,6 +481,29 @@ mod tests {
     }
 
     #[test]
+    fn ckafka_and_tdmq_name_their_instance_and_topic() {
+        let a = parse_actions(
+            r#"[{"ckafka":{"instance":{"id":"ckafka-1","name":"main"},"topic":{"id":"t-1","name":"iot"},"region":"ap-guangzhou"}},
+                {"tdmq":{"instance":{"name":"pulsar"},"topic":"persistent://public/default/iot","format":"raw"}}]"#,
+            false,
+        )
+        .expect("ok");
+        assert_eq!(a[0].plugin(), Some("kafka"));
+        assert_eq!(a[0].instances(), ["ckafka-1", "main"]);
+        assert_eq!(a[0].target(), "iot");
+        let config: Value = serde_json::from_str(&a[0].config()).expect("json");
+        assert_eq!(
+            config,
+            serde_json::json!({"broker": "kafka", "topic": "iot"})
+        );
+        assert_eq!(a[1].plugin(), Some("pulsar"));
+        assert_eq!(a[1].instances(), ["pulsar"]);
+        let config: Value = serde_json::from_str(&a[1].config()).expect("json");
+        assert_eq!(config["format"], "raw");
+        assert_eq!(config["topic"], "persistent://public/default/iot");
+    }
+
+    #[test]
     fn refusals_say_why() {
         assert_eq!(parse_actions("", false), Err(ActionError::Nil));
         assert_eq!(parse_actions("[]", false), Err(ActionError::Nil));
@@ -426,7 +516,18 @@ mod tests {
             (r#"[{"republish":{}}]"#, "needs a \"topic\""),
             (r#"[{"republish":{"topic":"a/+"}}]"#, "republish topic"),
             (r#"[{"republish":{"topic":"a","qos":2}}]"#, "qos"),
-            (r#"[{"ckafka":{"topic":{"name":"x"}}}]"#, "not built yet"),
+            (
+                r#"[{"ckafka":{"topic":{"name":"x"}}}]"#,
+                "needs an \"instance\"",
+            ),
+            (
+                r#"[{"ckafka":{"instance":{"id":"k"}}}]"#,
+                "needs a \"topic\"",
+            ),
+            (
+                r#"[{"tdmq":{"instance":{"name":"p"},"topic":{"name":"a b"}}}]"#,
+                "not a valid topic",
+            ),
             (r#"[{"forward":{}}]"#, "needs an \"api\""),
             (r#"[{"forward":{"api":"ftp://x"}}]"#, "http:// or https://"),
             (r#"[{"forward":{"api":"http://x","token":1}}]"#, "token"),

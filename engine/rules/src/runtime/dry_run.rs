@@ -136,6 +136,12 @@ pub fn dry_run(
                     topics: Vec::new(),
                     payloads: payloads.clone(),
                 },
+                Action::Queue { broker, topic, .. } => ActionPreview {
+                    r#type: (*broker).into(),
+                    target: topic.clone(),
+                    topics: Vec::new(),
+                    payloads: payloads.clone(),
+                },
             })
             .collect(),
         rows,

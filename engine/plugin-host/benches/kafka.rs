@@ -1,0 +1,135 @@
+//! Rule output → Kafka: batches of rule rows through the built-in `kafka` plugin (Wasm:
+//! Tencent's CKafka JSON per row, base64 payload) and the rdkafka connector, until the
+//! broker acknowledged every record (`acks=all`), against rdkafka producing the same
+//! records directly from Rust. The broker is the one `scripts/start-kafka.sh` starts
+//! (tansu, memory storage); without `EDDY_TEST_KAFKA` the bench says so and measures
+//! nothing.
+//!
+//! `export $(scripts/start-kafka.sh) && cargo bench -p eddy-plugin-host --bench kafka`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use eddy_core::destination::{Destination, Envelope, Row, RowMeta};
+use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+fn envelope(rows: usize) -> Envelope {
+    Envelope {
+        columns: vec!["temp".into(), "dev".into()],
+        rows: (0..rows)
+            .map(|i| Row {
+                id: format!("0123456789abcdef-{i}"),
+                payload: format!(
+                    r#"{{"temp":{},"dev":"device-{:04}","humidity":50,"status":{{"switch":1}},"n":{i:08}}}"#,
+                    20 + i % 10,
+                    i % 1000
+                )
+                .into_bytes(),
+                json: true,
+                meta: RowMeta {
+                    topic: "PRODUCT01/device-0001/event".into(),
+                    product_id: "PRODUCT01".into(),
+                    device_name: "device-0001".into(),
+                    qos: 1,
+                    seq: i as u64,
+                    timestamp_ms: 1_700_000_000_000,
+                },
+            })
+            .collect(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let Ok(brokers) = std::env::var("EDDY_TEST_KAFKA") else {
+        eprintln!("kafka bench skipped: set EDDY_TEST_KAFKA (scripts/start-kafka.sh prints it)");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let topic = format!("eddy-bench-{}", std::process::id());
+    runtime.block_on(async {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("admin client");
+        let created = admin
+            .create_topics(
+                &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .expect("create topic");
+        for r in created {
+            r.expect("topic created");
+        }
+    });
+    let host = PluginHost::new(HostSettings::default(), Connectors::new(None)).expect("host");
+    let wasm: Arc<dyn Destination> = runtime.block_on(async {
+        let plugin = host.load_builtin("kafka").expect("kafka plugin");
+        let config = serde_json::json!({ "broker": "kafka", "topic": topic }).to_string();
+        let grants = Grants {
+            kafka_brokers: Some(brokers.clone()),
+            kafka_topics: vec![topic.clone()],
+            ..Grants::default()
+        };
+        host.destination(plugin, "bench-kafka", "$rule/bench", config, grants)
+            .await
+            .expect("destination")
+    });
+    let native: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .create()
+        .expect("producer");
+
+    let mut group = c.benchmark_group("rule_to_kafka");
+    group.sample_size(10);
+    for rows in [256usize, 4096] {
+        let batch = envelope(rows);
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::new("wasm_plugin", rows), &batch, |b, batch| {
+            b.iter(|| runtime.block_on(wasm.deliver(batch)).expect("delivered"));
+        });
+        group.bench_with_input(
+            BenchmarkId::new("native_rdkafka", rows),
+            &batch,
+            |b, batch| {
+                b.iter(|| {
+                    runtime.block_on(async {
+                        let pending: Vec<_> = batch
+                            .rows
+                            .iter()
+                            .map(|row| {
+                                native
+                                    .send_result(
+                                        FutureRecord::<str, [u8]>::to(&topic)
+                                            .key("PRODUCT01/device-0001")
+                                            .payload(&row.payload),
+                                    )
+                                    .map_err(|(e, _)| e)
+                                    .expect("enqueued")
+                            })
+                            .collect();
+                        for p in pending {
+                            p.await.expect("not canceled").expect("acknowledged");
+                        }
+                    });
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
