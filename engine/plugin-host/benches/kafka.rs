@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
     let native: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("acks", "all")
-        .set("linger.ms", "5")
+        .set("linger.ms", "1")
         .set("batch.num.messages", "10000")
         .create()
         .expect("producer");

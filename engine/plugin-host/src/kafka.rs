@@ -50,8 +50,9 @@ impl Producers {
                 "message.timeout.ms",
                 MESSAGE_TIMEOUT.as_millis().to_string(),
             )
-            // Batches of many small messages: what a rule's output is.
-            .set("linger.ms", "5")
+            // A call hands over a whole batch at once and waits for its acknowledgements:
+            // a long linger would only add latency to every call.
+            .set("linger.ms", "1")
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")

@@ -22,7 +22,6 @@
 use base64::Engine as _;
 use eddy_plugin_sdk::{Batch, DeliveryError, Destination, RowMeta, kafka, pulsar};
 use serde::Deserialize;
-use serde_json::json;
 use time::{OffsetDateTime, UtcOffset, format_description::FormatItem, macros::format_description};
 
 const TIME: &[FormatItem<'static>] =
@@ -68,32 +67,54 @@ struct Queue {
 }
 
 impl Queue {
-    /// One row's record value.
-    fn value(&self, payload: Vec<u8>, meta: &RowMeta) -> Vec<u8> {
+    /// One row's record value. The CKafka JSON is written directly (no `Value` tree): this
+    /// runs once per row.
+    fn value(&self, payload: Vec<u8>, meta: &RowMeta, time: &mut (u64, String)) -> Vec<u8> {
         match self.format {
             Format::Raw => payload,
             Format::Ckafka => {
-                let time = OffsetDateTime::from_unix_timestamp_nanos(
-                    i128::from(meta.timestamp_ms) * 1_000_000,
-                )
-                .ok()
-                .map(|t| t.to_offset(self.offset))
-                .and_then(|t| t.format(TIME).ok())
-                .unwrap_or_default();
-                json!({
-                    "MsgType": "Publish",
-                    "Topic": meta.topic,
-                    "Seq": meta.seq,
-                    "PayloadLen": payload.len(),
-                    "Payload": base64::engine::general_purpose::STANDARD.encode(&payload),
-                    "ProductId": meta.product_id,
-                    "DeviceName": meta.device_name,
-                    "Time": time,
-                })
-                .to_string()
-                .into_bytes()
+                let seconds = meta.timestamp_ms / 1000;
+                if time.0 != seconds || time.1.is_empty() {
+                    *time = (seconds, self.time(seconds));
+                }
+                let mut out = Vec::with_capacity(payload.len() * 4 / 3 + 160);
+                let text = |out: &mut Vec<u8>, s: &str| {
+                    // Writing a &str into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut *out, s);
+                };
+                out.extend_from_slice(br#"{"MsgType":"Publish","Topic":"#);
+                text(&mut out, &meta.topic);
+                out.extend_from_slice(
+                    format!(
+                        r#","Seq":{},"PayloadLen":{},"Payload":""#,
+                        meta.seq,
+                        payload.len()
+                    )
+                    .as_bytes(),
+                );
+                let mut encoded = String::with_capacity(payload.len() * 4 / 3 + 4);
+                base64::engine::general_purpose::STANDARD.encode_string(&payload, &mut encoded);
+                out.extend_from_slice(encoded.as_bytes());
+                out.extend_from_slice(br#"","ProductId":"#);
+                text(&mut out, &meta.product_id);
+                out.extend_from_slice(br#","DeviceName":"#);
+                text(&mut out, &meta.device_name);
+                out.extend_from_slice(br#","Time":"#);
+                text(&mut out, &time.1);
+                out.push(b'}');
+                out
             }
         }
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS` of unix second `seconds` at the configured offset.
+    fn time(&self, seconds: u64) -> String {
+        i64::try_from(seconds)
+            .ok()
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+            .map(|t| t.to_offset(self.offset))
+            .and_then(|t| t.format(TIME).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -116,13 +137,15 @@ impl Destination for Queue {
 
     fn deliver(&mut self, batch: &Batch) -> Result<(), DeliveryError> {
         let rows = batch.rows().into_iter().zip(batch.metas());
+        // Rows of one batch mostly share their second: its text is made once.
+        let mut time = (0, String::new());
         match self.broker {
             Broker::Kafka => {
                 let records: Vec<kafka::KafkaRecord> = rows
                     .map(|(payload, meta)| kafka::KafkaRecord {
                         topic: self.topic.clone(),
                         key: Some(format!("{}/{}", meta.product_id, meta.device_name).into()),
-                        value: self.value(payload, &meta),
+                        value: self.value(payload, &meta, &mut time),
                         headers: vec![("eddy-message-id".into(), meta.id.into_bytes())],
                     })
                     .collect();
@@ -133,7 +156,7 @@ impl Destination for Queue {
                     .map(|(payload, meta)| pulsar::Message {
                         topic: self.topic.clone(),
                         key: Some(format!("{}/{}", meta.product_id, meta.device_name)),
-                        payload: self.value(payload, &meta),
+                        payload: self.value(payload, &meta, &mut time),
                         properties: vec![("eddy-message-id".into(), meta.id.clone())],
                     })
                     .collect();
