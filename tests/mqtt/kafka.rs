@@ -4,7 +4,7 @@
 //! is refused into the dead letters.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -190,24 +190,7 @@ kafka-topics = [{topic:?}]
     assert_eq!(temps, (0..N as u64).collect::<BTreeSet<_>>());
 
     // The destination whose configured topic its grants do not cover: dead-lettered.
-    let deadline = Instant::now() + STEP;
-    let listed = loop {
-        let listed = api
-            .call("ListDeadLetters", &json!({ "Queue": "rule/to_sneaky/0" }))
-            .await
-            .unwrap();
-        if listed["DeadLetters"]
-            .as_array()
-            .is_some_and(|l| !l.is_empty())
-        {
-            break listed;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no dead letter for the refused topic"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let listed = crate::dead_letters(&api, "rule/to_sneaky/0", "the refused topic").await;
     let error = listed["DeadLetters"][0]["Error"].as_str().unwrap();
     assert!(error.contains("may not produce"), "{error}");
 }

@@ -177,3 +177,30 @@ pub fn with_fixed_header(first: u8, body: &[u8]) -> Vec<u8> {
     packet.extend_from_slice(body);
     packet
 }
+
+/// The dead letters of `queue` once there is at least one, waiting for them (bounded by
+/// [`STEP`]); panics naming `what` when none arrive.
+pub async fn dead_letters(
+    api: &eddy::client::ApiClient,
+    queue: &str,
+    what: &str,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let listed = api
+            .call("ListDeadLetters", &serde_json::json!({ "Queue": queue }))
+            .await
+            .unwrap();
+        if listed["DeadLetters"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+        {
+            return listed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -187,23 +187,7 @@ sql-tables = ["readings"]
         mariadb(&my_admin, &my_db, "SELECT count(*) FROM secrets"),
         "0"
     );
-    let listed = loop {
-        let listed = api
-            .call("ListDeadLetters", &json!({ "Queue": "rule/to_secrets/0" }))
-            .await
-            .unwrap();
-        if listed["DeadLetters"]
-            .as_array()
-            .is_some_and(|l| !l.is_empty())
-        {
-            break listed;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no dead letter for the refused table"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let listed = crate::dead_letters(&api, "rule/to_secrets/0", "the refused table").await;
     let error = listed["DeadLetters"][0]["Error"].as_str().unwrap();
     assert!(error.contains("may not write table"), "{error}");
 

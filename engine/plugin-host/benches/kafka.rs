@@ -11,38 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use eddy_core::destination::{Destination, Envelope, Row, RowMeta};
+use eddy_core::destination::Destination;
 use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-fn envelope(rows: usize) -> Envelope {
-    Envelope {
-        columns: vec!["temp".into(), "dev".into()],
-        rows: (0..rows)
-            .map(|i| Row {
-                id: format!("0123456789abcdef-{i}"),
-                payload: format!(
-                    r#"{{"temp":{},"dev":"device-{:04}","humidity":50,"status":{{"switch":1}},"n":{i:08}}}"#,
-                    20 + i % 10,
-                    i % 1000
-                )
-                .into_bytes(),
-                json: true,
-                meta: RowMeta {
-                    topic: "PRODUCT01/device-0001/event".into(),
-                    product_id: "PRODUCT01".into(),
-                    device_name: "device-0001".into(),
-                    qos: 1,
-                    seq: i as u64,
-                    timestamp_ms: 1_700_000_000_000,
-                },
-            })
-            .collect(),
-    }
-}
+mod common;
+use common::envelope;
 
 fn bench(c: &mut Criterion) {
     let Ok(brokers) = std::env::var("EDDY_TEST_KAFKA") else {

@@ -12,9 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use eddy_core::destination::{DeliveryError, Destination, Envelope, Row, RowMeta};
+use eddy_core::destination::{DeliveryError, Destination, Envelope};
 use eddy_core::{Message, Publish, PublishError, QoS, Topic};
 use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
+
+mod common;
+use common::envelope;
 
 #[derive(Debug, Default)]
 struct Counting(AtomicU64);
@@ -53,32 +56,6 @@ impl Destination for Native {
             .collect::<Result<Vec<()>, _>>()
             .map(drop)
             .map_err(|e| DeliveryError::Retry(e.to_string()))
-    }
-}
-
-fn envelope(rows: usize) -> Envelope {
-    Envelope {
-        columns: vec!["temp".into(), "dev".into()],
-        rows: (0..rows)
-            .map(|i| Row {
-                id: format!("0123456789abcdef-{i}"),
-                payload: format!(
-                    r#"{{"temp":{},"dev":"device-{:04}","humidity":50,"status":{{"switch":1}},"n":{i:08}}}"#,
-                    20 + i % 10,
-                    i % 1000
-                )
-                .into_bytes(),
-                json: true,
-                meta: RowMeta {
-                    topic: "PRODUCT01/device-0001/event".into(),
-                    product_id: "PRODUCT01".into(),
-                    device_name: "device-0001".into(),
-                    qos: 1,
-                    seq: i as u64,
-                    timestamp_ms: 1_700_000_000_000,
-                },
-            })
-            .collect(),
     }
 }
 

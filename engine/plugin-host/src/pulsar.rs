@@ -15,7 +15,7 @@ use std::time::Duration;
 use pulsar::{
     ConnectionRetryOptions, OperationRetryOptions, Producer, Pulsar, TokioExecutor, producer,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::bindings::eddy::plugin::pulsar::Message;
 use crate::bindings::eddy::plugin::types::ConnectorError;
@@ -25,7 +25,8 @@ type SharedProducer = Arc<Mutex<Producer<TokioExecutor>>>;
 /// The clients and producers of every granted service URL, created on first use.
 #[derive(Default)]
 pub(crate) struct Clients {
-    clients: Mutex<HashMap<String, Pulsar<TokioExecutor>>>,
+    /// One cell per URL: connecting to one cluster does not hold up the others.
+    clients: std::sync::Mutex<HashMap<String, Arc<OnceCell<Pulsar<TokioExecutor>>>>>,
     producers: Mutex<HashMap<(String, String), SharedProducer>>,
 }
 
@@ -41,35 +42,41 @@ fn unavailable(error: pulsar::Error) -> ConnectorError {
 
 impl Clients {
     async fn client(&self, url: &str) -> Result<Pulsar<TokioExecutor>, ConnectorError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(url) {
-            return Ok(c.clone());
-        }
         if !(url.starts_with("pulsar://") || url.starts_with("pulsar+ssl://")) {
             return Err(ConnectorError::Invalid(format!(
                 "pulsar-url {url:?} must start with pulsar:// or pulsar+ssl://"
             )));
         }
-        // Fail a call within seconds when the broker is away: the delivery layer retries
-        // with its own backoff, and nothing waits here for minutes.
-        let client = Box::pin(
-            Pulsar::builder(url, TokioExecutor)
-                .with_connection_retry_options(ConnectionRetryOptions {
-                    max_retries: 2,
-                    connection_timeout: Duration::from_secs(10),
-                    ..ConnectionRetryOptions::default()
-                })
-                .with_operation_retry_options(OperationRetryOptions {
-                    operation_timeout: Duration::from_secs(30),
-                    retry_delay: Duration::from_millis(500),
-                    max_retries: Some(3),
-                })
-                .build(),
-        )
+        let cell = self
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(url.to_owned())
+            .or_default()
+            .clone();
+        // A failed connection leaves the cell empty: the next call tries again.
+        cell.get_or_try_init(|| async {
+            // Fail a call within seconds when the broker is away: the delivery layer
+            // retries with its own backoff, and nothing waits here for minutes.
+            Box::pin(
+                Pulsar::builder(url, TokioExecutor)
+                    .with_connection_retry_options(ConnectionRetryOptions {
+                        max_retries: 2,
+                        connection_timeout: Duration::from_secs(10),
+                        ..ConnectionRetryOptions::default()
+                    })
+                    .with_operation_retry_options(OperationRetryOptions {
+                        operation_timeout: Duration::from_secs(30),
+                        retry_delay: Duration::from_millis(500),
+                        max_retries: Some(3),
+                    })
+                    .build(),
+            )
+            .await
+            .map_err(unavailable)
+        })
         .await
-        .map_err(unavailable)?;
-        clients.insert(url.to_owned(), client.clone());
-        Ok(client)
+        .cloned()
     }
 
     async fn producer(&self, url: &str, topic: &str) -> Result<SharedProducer, ConnectorError> {
