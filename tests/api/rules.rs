@@ -300,3 +300,54 @@ async fn invalid_sql_names_line_and_column() {
         serde_json::from_str(out["Actions"][0]["Payloads"][0].as_str().unwrap()).unwrap();
     assert_eq!(sent, json!({ "temp": 31, "dev": "d1" }), "{out}");
 }
+
+#[tokio::test]
+async fn forward_actions_reach_only_the_configured_hosts() {
+    let dir = workdir();
+    let hub = Hub::start_configured(
+        dir.path(),
+        "",
+        "[plugins]\nforward-hosts = [\"127.0.0.1:9000\", \"hooks.example\"]\n",
+        &[],
+    );
+    let api = hub.client();
+    for (i, (url, allowed)) in [
+        ("http://127.0.0.1:9000/hook", true),
+        ("https://hooks.example/in", true),
+        ("http://127.0.0.1:9001/hook", false),
+        ("http://169.254.169.254/latest/meta-data", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut rule = payload("SELECT * FROM 'a/b/c'");
+        rule["Actions"] = json!(json!([{ "forward": { "api": url } }]).to_string());
+        let result = api
+            .call(
+                "CreateTopicRule",
+                &json!({ "RuleName": format!("fwd_{i}"), "TopicRulePayload": rule }),
+            )
+            .await;
+        if allowed {
+            result.unwrap_or_else(|e| panic!("{url}: {e}"));
+        } else {
+            let (code, message) = error_of(result);
+            assert_eq!(code, "InvalidParameterValue", "{url}");
+            assert!(
+                message.contains("plugins.forward-hosts"),
+                "{url}: {message}"
+            );
+        }
+    }
+    // Error actions are held to the same list.
+    let mut rule = payload("SELECT * FROM 'a/b/c'");
+    rule["ErrorActions"] = json!(r#"[{"forward":{"api":"http://10.0.0.1/x"}}]"#);
+    let (code, _) = error_of(
+        api.call(
+            "CreateTopicRule",
+            &json!({ "RuleName": "fwd_err", "TopicRulePayload": rule }),
+        )
+        .await,
+    );
+    assert_eq!(code, "InvalidParameterValue");
+}

@@ -36,12 +36,45 @@ struct Configured {
 pub struct PluginFactory {
     host: Arc<PluginHost>,
     configured: HashMap<String, Configured>,
+    /// `plugins.forward-hosts`: where a forward action may post.
+    forward_hosts: ForwardHosts,
+}
+
+/// `plugins.forward-hosts`: the hosts a rule's `forward` action may post to.
+#[derive(Debug, Clone)]
+pub struct ForwardHosts(Grants);
+
+impl ForwardHosts {
+    pub fn new(hosts: &[String]) -> Self {
+        Self(Grants {
+            http_hosts: hosts.to_vec(),
+            ..Grants::default()
+        })
+    }
+
+    /// Whether a forward action may post to `api`; the refusal says why.
+    pub fn check(&self, api: &str) -> Result<(), String> {
+        let url = reqwest::Url::parse(api).map_err(|e| format!("forward api {api:?}: {e}"))?;
+        if self.0.allows_url(&url) {
+            Ok(())
+        } else {
+            Err(format!(
+                "forward api {api:?}: host {} is not in plugins.forward-hosts ({})",
+                url.host_str().unwrap_or(""),
+                self.0.http_hosts.join(", ")
+            ))
+        }
+    }
 }
 
 impl PluginFactory {
     /// Compiles every configured destination's plugin now, so a bad file or grant stops
     /// `eddy serve` with its name instead of failing later in the background.
-    pub fn new(host: Arc<PluginHost>, destinations: &[DestinationConfig]) -> anyhow::Result<Self> {
+    pub fn new(
+        host: Arc<PluginHost>,
+        destinations: &[DestinationConfig],
+        forward_hosts: ForwardHosts,
+    ) -> anyhow::Result<Self> {
         let mut configured = HashMap::new();
         for d in destinations {
             let plugin = match d.plugin.strip_prefix("builtin:") {
@@ -62,7 +95,11 @@ impl PluginFactory {
                 anyhow::bail!("destinations: the name {:?} is used twice", d.name);
             }
         }
-        Ok(Self { host, configured })
+        Ok(Self {
+            host,
+            configured,
+            forward_hosts,
+        })
     }
 
     /// The configured destinations' names (what `{"plugin":{"name":…}}` may use).
@@ -111,7 +148,10 @@ impl DestinationFactory for PluginFactory {
             }
             builtin => {
                 let grants = match builtin {
-                    Action::Forward { api, .. } => Grants::for_forward(api),
+                    Action::Forward { api, .. } => self
+                        .forward_hosts
+                        .check(api)
+                        .and_then(|()| Grants::for_forward(api)),
                     other => Grants::for_republish(other.target()),
                 };
                 builtin

@@ -16,6 +16,8 @@ pub struct RulesHook {
     pub engine: Arc<RuleEngine>,
     /// The configured destinations `{"plugin":{"name":…}}` may name.
     pub destinations: Vec<String>,
+    /// Where `{"forward":{"api":…}}` may post.
+    pub forward_hosts: crate::destinations::ForwardHosts,
 }
 
 pub fn definition(record: TopicRuleRecord) -> RuleDefinition {
@@ -44,6 +46,11 @@ impl RuleEngineHook for RulesHook {
         .map_err(api_error)?;
         for (field, text) in [("Actions", actions), ("ErrorActions", error_actions)] {
             for action in eddy_rules::runtime::parse_actions(text, true).unwrap_or_default() {
+                if let eddy_rules::Action::Forward { api, .. } = &action {
+                    self.forward_hosts.check(api).map_err(|why| {
+                        ApiError::new("InvalidParameterValue", format!("{field}: {why}"))
+                    })?;
+                }
                 let instances = action.instances();
                 if !instances.is_empty() && !instances.iter().any(|n| self.destinations.contains(n))
                 {

@@ -3,7 +3,8 @@
 //!
 //! A Tencent-shaped action carries its own target and is its own grant (the action was
 //! written by an authenticated administrator): `republish.topic` grants that topic (with
-//! each `${var}` level as `+`), `forward.api` grants that URL's host and port.
+//! each `${var}` level as `+`), `forward.api` grants that URL's host and port (the hub's
+//! `plugins.forward-hosts` limits which hosts a forward action may name at all).
 
 use eddy_core::{Topic, TopicFilter};
 

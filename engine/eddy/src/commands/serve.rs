@@ -71,8 +71,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .context("starting the plugin host")?;
     // The rule engine sees every accepted message and queues its output for the actions.
     // Its stored rules are loaded before the broker serves, so no message misses them.
-    let factory = crate::destinations::PluginFactory::new(plugins.clone(), &config.destinations)
-        .context("loading the configured destinations")?;
+    let forward_hosts = crate::destinations::ForwardHosts::new(&config.plugins.forward_hosts);
+    let factory = crate::destinations::PluginFactory::new(
+        plugins.clone(),
+        &config.destinations,
+        forward_hosts.clone(),
+    )
+    .context("loading the configured destinations")?;
     let destination_names = factory.names();
     let rules = eddy_rules::RuleEngine::start(
         config.rules.engine_settings()?,
@@ -99,6 +104,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_rules(Arc::new(crate::rules::RulesHook {
             engine: rules,
             destinations: destination_names,
+            forward_hosts,
         }))
         .with_delivery(Arc::new(crate::delivery::DeliveryApi(delivery.clone())))
         .with_max_rules(config.rules.max_rules)

@@ -139,6 +139,9 @@ pub struct PluginsConfig {
     pub cpu_time: Duration,
     /// Plugin instances that may exist at once.
     pub max_instances: u32,
+    /// Hosts (`host`, `host:port`, or `*` for any) a rule's Tencent `forward` action may
+    /// post to; the action's URL is its own grant only within these.
+    pub forward_hosts: Vec<String>,
 }
 
 impl PluginsConfig {
