@@ -110,7 +110,7 @@ kafka-brokers = {brokers:?}
 [[destinations]]
 name = "sneaky"
 plugin = "builtin:kafka"
-config = {{ broker = "kafka", topic = "not-granted" }}
+config = {{ topic = "not-granted" }}
 [destinations.grants]
 kafka-brokers = {brokers:?}
 kafka-topics = [{topic:?}]

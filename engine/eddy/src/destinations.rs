@@ -86,9 +86,21 @@ impl PluginFactory {
                     host.load(&d.plugin, &bytes)?
                 }
             };
+            // A built-in plugin that serves two kinds takes its kind from its name
+            // (`builtin:kafka` → "broker": "kafka"), unless the config says otherwise.
+            let mut config = d.config.clone();
+            let kind = match d.plugin.as_str() {
+                "builtin:kafka" | "builtin:pulsar" => Some("broker"),
+                "builtin:postgres" | "builtin:mysql" => Some("dialect"),
+                _ => None,
+            };
+            if let (Some(key), Some(map)) = (kind, config.as_object_mut()) {
+                let name = d.plugin.trim_start_matches("builtin:");
+                map.entry(key).or_insert_with(|| name.into());
+            }
             let entry = Configured {
                 plugin,
-                config: d.config.to_string(),
+                config: config.to_string(),
                 grants: d.grants()?,
             };
             if configured.insert(d.name.clone(), entry).is_some() {

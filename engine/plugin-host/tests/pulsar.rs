@@ -238,6 +238,16 @@ async fn pulsar_outside_the_grants_or_unreachable_never_counts_as_delivered() {
     }
     assert!(sent.lock().expect("lock").is_empty());
 
+    // A misspelt setting is refused when the destination starts, not ignored.
+    let plugin = host.load_builtin("pulsar").expect("built-in pulsar plugin");
+    let typo = serde_json::json!({ "broker": "pulsar", "topic": TOPIC, "utc_offset_minutes": 0 });
+    let refused = host
+        .destination(plugin, "typo", "$rule/test", typo.to_string(), grants(&url))
+        .await
+        .map(drop)
+        .expect_err("unknown configuration keys are refused");
+    assert!(refused.to_string().contains("unknown field"), "{refused}");
+
     // Nothing listening: retried, never acknowledged.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

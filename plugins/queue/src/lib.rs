@@ -43,7 +43,7 @@ enum Format {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct Config {
     /// "kafka" or "pulsar" (set by the hub from the action type).
     broker: Broker,
