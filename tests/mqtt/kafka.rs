@@ -16,8 +16,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rumqttc::{Packet, QoS};
 use serde_json::{Value, json};
 
-use crate::support::{Hub, create_device, create_product, workdir};
-use crate::{NO_CONNECT_INTERVAL, STEP, connected, fresh, next_incoming};
+use crate::{STEP, connected, fresh, next_incoming};
 
 /// The broker from the environment, or `None` to skip outside CI.
 fn broker() -> Option<String> {
@@ -116,14 +115,7 @@ kafka-brokers = {brokers:?}
 kafka-topics = [{topic:?}]
 "#
     );
-    let dir = workdir();
-    let hub = Hub::start_configured(dir.path(), "", &destinations, NO_CONNECT_INTERVAL);
-    let api = hub.client();
-    let pid = create_product(&api, "kafka", "2").await;
-    let psk = create_device(&api, &pid, "a").await["DevicePsk"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_dir, hub, api, pid, psk) = crate::hub_with_device(&destinations, "kafka").await;
     let rule = |name: &str, actions: Value| {
         json!({
             "RuleName": name,

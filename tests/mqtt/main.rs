@@ -204,3 +204,27 @@ pub async fn dead_letters(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A hub whose config ends with `tables` (e.g. `[[destinations]]`), with one key-auth
+/// product named `product` and its device "a": the data dir (keep it alive), the hub, an
+/// API client, the product id and the device's PSK.
+pub async fn hub_with_device(
+    tables: &str,
+    product: &str,
+) -> (
+    tempfile::TempDir,
+    support::Hub,
+    eddy::client::ApiClient,
+    String,
+    String,
+) {
+    let dir = support::workdir();
+    let hub = support::Hub::start_configured(dir.path(), "", tables, NO_CONNECT_INTERVAL);
+    let api = hub.client();
+    let pid = support::create_product(&api, product, "2").await;
+    let psk = support::create_device(&api, &pid, "a").await["DevicePsk"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (dir, hub, api, pid, psk)
+}

@@ -11,8 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rumqttc::{Packet, QoS};
 use serde_json::{Value, json};
 
-use crate::support::{Hub, create_device, create_product, workdir};
-use crate::{NO_CONNECT_INTERVAL, STEP, connected, fresh, next_incoming};
+use crate::{STEP, connected, fresh, next_incoming};
 
 /// A database server URL from the environment, or `None` to skip outside CI.
 fn server(var: &str, script: &str) -> Option<String> {
@@ -113,14 +112,7 @@ sql-url = {my_url:?}
 sql-tables = ["readings"]
 "#
     );
-    let dir = workdir();
-    let hub = Hub::start_configured(dir.path(), "", &tables, NO_CONNECT_INTERVAL);
-    let api = hub.client();
-    let pid = create_product(&api, "sql", "2").await;
-    let psk = create_device(&api, &pid, "a").await["DevicePsk"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_dir, hub, api, pid, psk) = crate::hub_with_device(&tables, "sql").await;
     let pairs = json!([
         { "field": "dev", "value": "dev" },
         { "field": "temp", "value": "${temp}" },
