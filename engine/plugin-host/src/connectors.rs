@@ -193,28 +193,54 @@ impl http::Host for HostState {
     }
 }
 
+/// A queue-like connector's grants (Kafka, Pulsar): the cluster and the topics it may
+/// write. `named` is the connector's name and grant key, `verb` what refused calls say.
+struct QueueGrant<'a> {
+    named: (&'a str, &'a str),
+    verb: &'a str,
+    cluster: &'a Option<String>,
+    topics: &'a [String],
+}
+
+impl QueueGrant<'_> {
+    /// The granted cluster, when it is granted and so is every topic of the call.
+    fn check<'t>(
+        &self,
+        destination: &str,
+        mut topics: impl Iterator<Item = &'t String>,
+    ) -> Result<String, ConnectorError> {
+        let (name, key) = self.named;
+        let Some(cluster) = self.cluster.clone() else {
+            return Err(ConnectorError::PermissionDenied(format!(
+                "destination {destination} has no {name} grant ({key})"
+            )));
+        };
+        match topics.find(|t| !self.topics.contains(t)) {
+            Some(topic) => Err(ConnectorError::PermissionDenied(format!(
+                "destination {destination} may not {} {name} topic {topic:?}",
+                self.verb
+            ))),
+            None => Ok(cluster),
+        }
+    }
+}
+
 impl kafka::Host for HostState {
     async fn produce(
         &mut self,
         records: Vec<kafka::KafkaRecord>,
     ) -> wasmtime::Result<Result<(), ConnectorError>> {
         let shared = self.shared.clone();
-        let grants = &shared.grants;
-        let Some(brokers) = grants.kafka_brokers.clone() else {
-            return Ok(Err(ConnectorError::PermissionDenied(format!(
-                "destination {} has no Kafka grant (kafka-brokers)",
-                shared.name
-            ))));
+        let grant = QueueGrant {
+            named: ("Kafka", "kafka-brokers"),
+            verb: "produce to",
+            cluster: &shared.grants.kafka_brokers,
+            topics: &shared.grants.kafka_topics,
         };
-        if let Some(r) = records
-            .iter()
-            .find(|r| !grants.kafka_topics.contains(&r.topic))
-        {
-            return Ok(Err(ConnectorError::PermissionDenied(format!(
-                "destination {} may not produce to Kafka topic {:?}",
-                shared.name, r.topic
-            ))));
-        }
+        let brokers = match grant.check(&shared.name, records.iter().map(|r| &r.topic)) {
+            Ok(brokers) => brokers,
+            Err(refused) => return Ok(Err(refused)),
+        };
         if records.is_empty() {
             return Ok(Ok(()));
         }
@@ -231,22 +257,16 @@ impl pulsar::Host for HostState {
         messages: Vec<pulsar::Message>,
     ) -> wasmtime::Result<Result<(), ConnectorError>> {
         let shared = self.shared.clone();
-        let grants = &shared.grants;
-        let Some(url) = grants.pulsar_url.clone() else {
-            return Ok(Err(ConnectorError::PermissionDenied(format!(
-                "destination {} has no Pulsar grant (pulsar-url)",
-                shared.name
-            ))));
+        let grant = QueueGrant {
+            named: ("Pulsar", "pulsar-url"),
+            verb: "send to",
+            cluster: &shared.grants.pulsar_url,
+            topics: &shared.grants.pulsar_topics,
         };
-        if let Some(m) = messages
-            .iter()
-            .find(|m| !grants.pulsar_topics.contains(&m.topic))
-        {
-            return Ok(Err(ConnectorError::PermissionDenied(format!(
-                "destination {} may not send to Pulsar topic {:?}",
-                shared.name, m.topic
-            ))));
-        }
+        let url = match grant.check(&shared.name, messages.iter().map(|m| &m.topic)) {
+            Ok(url) => url,
+            Err(refused) => return Ok(Err(refused)),
+        };
         if messages.is_empty() {
             return Ok(Ok(()));
         }
