@@ -6,40 +6,15 @@
 //! jco). A missing tool fails these tests: they are never skipped.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use eddy_core::destination::{DeliveryError, Destination, Envelope, Row, RowMeta};
-use eddy_core::{Message, Publish, PublishError, QoS, TopicFilter};
-use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
+use eddy_core::destination::{DeliveryError, Destination, Envelope};
+use eddy_core::{QoS, TopicFilter};
+use eddy_plugin_host::{Grants, HostSettings};
 use serde_json::{Value, json};
 
-/// The router's stand-in: records what plugins publish.
-#[derive(Debug, Default)]
-struct Recorder(Mutex<Vec<Message>>);
-
-#[async_trait::async_trait]
-impl Publish for Recorder {
-    async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        self.0.lock().expect("lock").push(message);
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn take(&self) -> Vec<Message> {
-        std::mem::take(&mut *self.0.lock().expect("lock"))
-    }
-}
-
-fn host() -> (Arc<PluginHost>, Arc<Recorder>) {
-    let recorder = Arc::new(Recorder::default());
-    let host = PluginHost::new(
-        HostSettings::default(),
-        Connectors::new(Some(recorder.clone() as Arc<dyn Publish>)),
-    )
-    .expect("host");
-    (host, recorder)
-}
+mod common;
+use common::{host, row};
 
 /// Three JSON rows and one row that is not JSON (`json: false`, bytes as published).
 fn envelope() -> Envelope {
@@ -54,18 +29,8 @@ fn envelope() -> Envelope {
         rows: payloads
             .iter()
             .enumerate()
-            .map(|(i, (payload, json))| Row {
-                id: format!("m{i}-0"),
-                payload: payload.to_vec(),
-                json: *json,
-                meta: RowMeta {
-                    topic: "PID/dev/event".into(),
-                    product_id: "PID".into(),
-                    device_name: "dev".into(),
-                    qos: 0,
-                    seq: i as u64 + 1,
-                    timestamp_ms: 1_700_000_000_000,
-                },
+            .map(|(i, (payload, json))| {
+                row(format!("m{i}-0"), payload.to_vec(), *json, 0, i as u64 + 1)
             })
             .collect(),
     }
@@ -122,7 +87,7 @@ fn grants() -> Grants {
 /// Loads `file`, checks a bad configuration is refused, delivers the envelope and checks
 /// what the plugin published, counted and how it maps a connector error.
 async fn check_example(file: &str, by: &str) {
-    let (host, recorder) = host();
+    let (host, recorder) = host(HostSettings::default());
     let plugin = host
         .load(&format!("example:{file}"), &wasm(file))
         .expect("load");

@@ -2,41 +2,15 @@
 //! (`plugins/hostile`, built here for wasm32-wasip2 on first use).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use eddy_core::destination::{DeliveryError, Destination, Envelope, Row, RowMeta};
-use eddy_core::{Message, Publish, PublishError, QoS, TopicFilter};
-use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
+use eddy_core::destination::{DeliveryError, Destination, Envelope};
+use eddy_core::{QoS, TopicFilter};
+use eddy_plugin_host::{Grants, HostSettings, PluginHost};
 
-/// The router's stand-in for these unit tests: records what plugins publish. (The
-/// end-to-end tests in `tests/` run the real broker.)
-#[derive(Debug, Default)]
-struct Recorder(Mutex<Vec<Message>>);
-
-#[async_trait::async_trait]
-impl Publish for Recorder {
-    async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        self.0.lock().expect("lock").push(message);
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn take(&self) -> Vec<Message> {
-        std::mem::take(&mut *self.0.lock().expect("lock"))
-    }
-}
-
-fn host(settings: HostSettings) -> (Arc<PluginHost>, Arc<Recorder>) {
-    let recorder = Arc::new(Recorder::default());
-    let host = PluginHost::new(
-        settings,
-        Connectors::new(Some(recorder.clone() as Arc<dyn Publish>)),
-    )
-    .expect("host");
-    (host, recorder)
-}
+mod common;
+use common::{host, row};
 
 fn envelope(payloads: &[&str]) -> Envelope {
     Envelope {
@@ -44,18 +18,14 @@ fn envelope(payloads: &[&str]) -> Envelope {
         rows: payloads
             .iter()
             .enumerate()
-            .map(|(i, p)| Row {
-                id: format!("m{i}-0"),
-                payload: p.as_bytes().to_vec(),
-                json: true,
-                meta: RowMeta {
-                    topic: "PID/dev/event".into(),
-                    product_id: "PID".into(),
-                    device_name: "dev".into(),
-                    qos: 1,
-                    seq: i as u64 + 1,
-                    timestamp_ms: 1_700_000_000_000,
-                },
+            .map(|(i, p)| {
+                row(
+                    format!("m{i}-0"),
+                    p.as_bytes().to_vec(),
+                    true,
+                    1,
+                    i as u64 + 1,
+                )
             })
             .collect(),
     }

@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use eddy_core::destination::{DeliveryError, Destination, Envelope, Row, RowMeta};
+use eddy_core::destination::{DeliveryError, Destination, Envelope};
 use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
 use futures::{SinkExt as _, StreamExt as _};
 use pulsar::message::{Codec, Message};
@@ -20,6 +20,9 @@ use pulsar::proto::{self, base_command::Type};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
+
+mod common;
+use common::row;
 
 const TOPIC: &str = "persistent://public/default/iot";
 
@@ -147,18 +150,9 @@ fn envelope(n: usize) -> Envelope {
     Envelope {
         columns: vec!["temp".into()],
         rows: (0..n)
-            .map(|i| Row {
-                id: format!("boot-{i}"),
-                payload: format!(r#"{{"temp":{i}}}"#).into_bytes(),
-                json: true,
-                meta: RowMeta {
-                    topic: "PID/dev/event".into(),
-                    product_id: "PID".into(),
-                    device_name: "dev".into(),
-                    qos: 1,
-                    seq: i as u64,
-                    timestamp_ms: 1_700_000_000_000,
-                },
+            .map(|i| {
+                let payload = format!(r#"{{"temp":{i}}}"#).into_bytes();
+                row(format!("boot-{i}"), payload, true, 1, i as u64)
             })
             .collect(),
     }
