@@ -13,6 +13,9 @@ const PLUGINS: [(&str, &str); 4] = [
     ("eddy-plugin-queue", "queue"),
 ];
 
+/// The test fixture that spins, allocates, panics and oversteps its grants.
+const HOSTILE: &str = "eddy-plugin-hostile";
+
 fn main() -> Result<(), String> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let root = manifest_dir.join("../..");
@@ -24,6 +27,7 @@ fn main() -> Result<(), String> {
         "plugins/http-forward",
         "plugins/sql",
         "plugins/queue",
+        "plugins/hostile",
         "sdk-wit/src",
         "sdk-wit/wit",
         "sdk-wit/Cargo.toml",
@@ -54,6 +58,9 @@ fn main() -> Result<(), String> {
     for (package, _) in PLUGINS {
         command.args(["-p", package]);
     }
+    // The containment tests' hostile fixture, in the same guest build (never embedded:
+    // only its path is exported, as `HOSTILE_FIXTURE`).
+    command.args(["-p", HOSTILE]);
     // The host build's flags and wrappers (clippy, coverage) are not for the guests.
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",
@@ -76,9 +83,12 @@ fn main() -> Result<(), String> {
                 .into(),
         );
     }
+    let release = target_dir.join("wasm32-wasip2/release");
+    let hostile = release.join(format!("{}.wasm", HOSTILE.replace('-', "_")));
+    println!("cargo:rustc-env=EDDY_HOSTILE_FIXTURE={}", hostile.display());
     for (package, name) in PLUGINS {
         let file = format!("{}.wasm", package.replace('-', "_"));
-        let built: &Path = &target_dir.join("wasm32-wasip2/release").join(file);
+        let built: &Path = &release.join(file);
         std::fs::copy(built, out_dir.join(format!("{name}.wasm")))
             .map_err(|e| format!("copying {}: {e}", built.display()))?;
     }

@@ -1,11 +1,9 @@
 //! Configured destinations end to end: `[[destinations]]` naming a `.wasm` file (the
-//! hostile test plugin, built here), rule actions `{"plugin":{"name":…}}`. A plugin that
-//! spins forever is contained — quarantined, restarted, its batch retried — while another
-//! destination of the same rule keeps delivering; a plugin calling outside its grants gets
-//! a permission error, and its batch lands in the dead letters with it.
-
-use std::path::PathBuf;
-use std::sync::OnceLock;
+//! hostile test plugin, built by the plugin host's build script), rule actions
+//! `{"plugin":{"name":…}}`. A plugin that spins forever is contained — quarantined,
+//! restarted, its batch retried — while another destination of the same rule keeps
+//! delivering; a plugin calling outside its grants gets a permission error, and its batch
+//! lands in the dead letters with it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,36 +15,6 @@ use eddy::client::ApiClient;
 use crate::sessions::metrics;
 use crate::support::{Hub, create_device, create_product, workdir};
 use crate::{NO_CONNECT_INTERVAL, connected, fresh, next_incoming};
-
-/// `plugins/hostile` for wasm32-wasip2, built once per test binary.
-fn hostile_wasm() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let exe = std::env::current_exe().unwrap();
-            let target = exe.ancestors().nth(3).unwrap().join("wasm-plugins");
-            let status = std::process::Command::new(env!("CARGO"))
-                .current_dir(root.join("plugins"))
-                .args([
-                    "build",
-                    "--release",
-                    "--locked",
-                    "--target",
-                    "wasm32-wasip2",
-                ])
-                .args(["-p", "eddy-plugin-hostile", "--target-dir"])
-                .arg(&target)
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("RUSTFLAGS")
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .status()
-                .unwrap();
-            assert!(status.success(), "building plugins/hostile");
-            target.join("wasm32-wasip2/release/eddy_plugin_hostile.wasm")
-        })
-        .clone()
-}
 
 async fn call(api: &ApiClient, action: &str, params: Value) -> Value {
     api.call(action, &params)
@@ -77,7 +45,8 @@ async fn configured_plugins_run_contained_and_within_their_grants() {
     let psk_b = psk(create_device(&api, &pid, "b").await);
     drop(hub);
 
-    let wasm = hostile_wasm().display().to_string();
+    // plugins/hostile for wasm32-wasip2, built by the plugin host's build script.
+    let wasm = eddy_plugin_host::builtin::HOSTILE_FIXTURE.to_owned();
     let control = format!("{pid}/b/control");
     let tables = format!(
         r#"

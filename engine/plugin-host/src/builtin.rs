@@ -28,3 +28,8 @@ pub fn bytes(name: &str) -> Option<&'static [u8]> {
         _ => None,
     }
 }
+
+/// Where the build put `plugins/hostile` (wasm32-wasip2): the fixture the containment
+/// tests here and in `tests/mqtt` load. Never embedded, never loaded by the hub.
+#[doc(hidden)]
+pub const HOSTILE_FIXTURE: &str = env!("EDDY_HOSTILE_FIXTURE");

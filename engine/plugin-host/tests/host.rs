@@ -1,8 +1,7 @@
 //! The plugin host with real components: the embedded built-ins and the hostile fixture
-//! (`plugins/hostile`, built here for wasm32-wasip2 on first use).
+//! (`plugins/hostile`, built for wasm32-wasip2 by this crate's build script).
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_core::destination::{DeliveryError, Destination, Envelope};
@@ -31,39 +30,9 @@ fn envelope(payloads: &[&str]) -> Envelope {
     }
 }
 
-/// `plugins/hostile`, built once per test binary.
+/// `plugins/hostile`, built with the built-ins by this crate's build script.
 fn hostile_wasm() -> Vec<u8> {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let path = BUILT.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let exe = std::env::current_exe().expect("test exe");
-        let target = exe
-            .ancestors()
-            .nth(3)
-            .expect("target dir")
-            .join("wasm-plugins");
-        let status = std::process::Command::new(env!("CARGO"))
-            .current_dir(root.join("plugins"))
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "eddy-plugin-hostile",
-            ])
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("cargo");
-        assert!(status.success(), "building plugins/hostile");
-        target.join("wasm32-wasip2/release/eddy_plugin_hostile.wasm")
-    });
-    std::fs::read(path).expect("hostile wasm")
+    std::fs::read(eddy_plugin_host::builtin::HOSTILE_FIXTURE).expect("hostile wasm")
 }
 
 async fn hostile(
