@@ -10,6 +10,7 @@ mod support;
 
 mod auth;
 mod clients;
+mod device;
 mod forward;
 mod kafka;
 mod limits;
@@ -17,7 +18,9 @@ mod malformed;
 mod plugins;
 mod routing;
 mod rules;
+mod services;
 mod sessions;
+mod shadow;
 mod sql;
 
 use std::time::Duration;

@@ -6,6 +6,7 @@ has exactly Tencent's field names.
 """
 
 import base64
+import json
 import warnings
 
 import pytest
@@ -263,3 +264,55 @@ def test_topic_rule_lifecycle(hub):
     req.RuleName = "sdk_rule"
     client.DeleteTopicRule(req)
     assert sdk_error(lambda: client.DeleteTopicRule(req)) == "ResourceNotFound.TopicRuleNotExist"
+
+
+def test_device_shadow_and_services_actions(hub):
+    """The shadow, log-level, RRPC and broadcast actions with the SDK's own models."""
+    client = client_for(hub)
+    product = create_product(client, "sdk-shadow", "2")
+    req = models.CreateDeviceRequest()
+    req.ProductId = product.ProductId
+    req.DeviceName = "twin"
+    client.CreateDevice(req)
+
+    req = models.DescribeDeviceShadowRequest()
+    req.ProductId, req.DeviceName = product.ProductId, "twin"
+    shadow = json.loads(client.DescribeDeviceShadow(req).Data)
+    assert shadow["type"] == "get" and shadow["result"] == 0
+    assert shadow["payload"]["version"] == 0
+    assert shadow["payload"]["state"] == {"reported": {}}
+
+    req = models.UpdateDeviceShadowRequest()
+    req.ProductId, req.DeviceName = product.ProductId, "twin"
+    req.State = json.dumps({"desired": {"color": "red"}})
+    req.ShadowVersion = 0
+    updated = json.loads(client.UpdateDeviceShadow(req).Data)
+    assert updated["type"] == "update" and updated["result"] == 0
+    assert updated["payload"]["version"] == 1
+    assert updated["payload"]["state"] == {"desired": {"color": "red"}}
+    assert sdk_error(lambda: client.UpdateDeviceShadow(req)) == "FailedOperation.UpdateVersionNotMatch"
+
+    req = models.DescribeDeviceShadowRequest()
+    req.ProductId, req.DeviceName = product.ProductId, "twin"
+    shadow = json.loads(client.DescribeDeviceShadow(req).Data)
+    assert shadow["payload"]["state"]["delta"] == {"color": "red"}
+
+    req = models.DeleteDeviceShadowRequest()
+    req.ProductId, req.DeviceName = product.ProductId, "twin"
+    client.DeleteDeviceShadow(req)
+    assert sdk_error(lambda: client.DeleteDeviceShadow(req)) == "ResourceNotFound.DeviceShadowNotExist"
+
+    req = models.UpdateDeviceLogLevelRequest()
+    req.ProductId, req.DeviceName, req.LogLevel = product.ProductId, "twin", 4
+    client.UpdateDeviceLogLevel(req)
+    req = models.DescribeDeviceRequest()
+    req.ProductId, req.DeviceName = product.ProductId, "twin"
+    assert client.DescribeDevice(req).LogLevel == 4
+
+    req = models.PublishRRPCMessageRequest()
+    req.ProductId, req.DeviceName, req.Payload = product.ProductId, "twin", "ping"
+    assert sdk_error(lambda: client.PublishRRPCMessage(req)) == "FailedOperation.DeviceOffline"
+
+    req = models.PublishBroadcastMessageRequest()
+    req.ProductId, req.Payload, req.Qos = product.ProductId, "hello all", 0
+    assert isinstance(client.PublishBroadcastMessage(req).TaskId, int)

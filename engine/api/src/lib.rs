@@ -66,6 +66,9 @@ pub struct ApiState {
     /// The rule actions' queues and dead letters (`ListDeadLetters`, …); without it those
     /// actions answer `FailedOperation`.
     pub delivery: Option<Arc<dyn DeliveryHook>>,
+    /// The device services (shadow, RRPC, broadcast, log level); without them those
+    /// actions answer `FailedOperation`.
+    pub services: Option<Arc<eddy_services::Services>>,
 }
 
 /// Produces the `/metrics` body (OpenMetrics text) when scraped.
@@ -86,7 +89,13 @@ impl ApiState {
             metrics: None,
             rules: None,
             delivery: None,
+            services: None,
         }
+    }
+
+    pub fn with_services(mut self, services: Arc<eddy_services::Services>) -> Self {
+        self.services = Some(services);
+        self
     }
 
     pub fn with_delivery(mut self, delivery: Arc<dyn DeliveryHook>) -> Self {

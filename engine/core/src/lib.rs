@@ -59,7 +59,7 @@ pub use downlink::{Downlink, DownlinkOutcome};
 pub use filter_index::FilterIndex;
 pub use ids::{DeviceId, DeviceName, IdError, ProductId, ProductName};
 pub use message::{Message, MessageProperties, QoS};
-pub use pipeline::{Backpressure, Handover, MessageTap, Offered, Publish, PublishError};
+pub use pipeline::{Backpressure, Handover, MessageTap, Offered, Publish, PublishError, Taps};
 pub use secret::SecretString;
 pub use topic::{Topic, TopicError, TopicFilter};
 pub use topic_class::{Privilege, TopicClass};

@@ -51,6 +51,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The MQTT listener (used by the broker, issue B).
     pub mqtt: MqttConfig,
+    /// The device services (shadow, RRPC, …).
+    pub services: ServicesConfig,
     /// The rule engine's batching.
     pub rules: RulesConfig,
     /// Durable delivery of rule actions.
@@ -127,6 +129,60 @@ pub struct MqttConfig {
     pub offline_message_ttl: Duration,
     /// Generic (non-Tencent) MQTT clients: open-broker mode.
     pub clients: ClientsConfig,
+}
+
+/// `[services]`: the device services on Tencent's reserved topics.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServicesConfig {
+    /// Workers answering device requests.
+    pub workers: usize,
+    /// Requests waiting per worker before publishers wait.
+    pub queue: usize,
+    /// How long PublishRRPCMessage waits for the device.
+    #[serde(with = "humantime_serde")]
+    pub rrpc_timeout: Duration,
+    pub shadow: ShadowConfig,
+}
+
+/// `[services.shadow]`: limits of one shadow document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ShadowConfig {
+    pub max_depth: usize,
+    pub max_properties: usize,
+    pub max_bytes: usize,
+}
+
+impl ServicesConfig {
+    pub fn settings(&self) -> Result<eddy_services::ServiceSettings, ConfigError> {
+        if self.workers == 0 || self.queue == 0 {
+            return Err(ConfigError(
+                "services.workers and services.queue must be at least 1".into(),
+            ));
+        }
+        if self.rrpc_timeout.is_zero() {
+            return Err(ConfigError(
+                "services.rrpc-timeout must be more than 0s".into(),
+            ));
+        }
+        let shadow = &self.shadow;
+        if shadow.max_depth == 0 || shadow.max_properties == 0 || shadow.max_bytes == 0 {
+            return Err(ConfigError(
+                "services.shadow.max-depth, max-properties and max-bytes must be at least 1".into(),
+            ));
+        }
+        Ok(eddy_services::ServiceSettings {
+            shadow: eddy_services::ShadowLimits {
+                max_depth: shadow.max_depth,
+                max_properties: shadow.max_properties,
+                max_bytes: shadow.max_bytes,
+            },
+            rrpc_timeout: self.rrpc_timeout,
+            workers: self.workers,
+            queue: self.queue,
+        })
+    }
 }
 
 /// `[rules]`: how the rule engine batches accepted messages.

@@ -112,6 +112,34 @@ impl Registry {
             .ok_or_else(|| Self::device_not_found(product_id, name))
     }
 
+    /// Sets the log level the device is told over `$log` (Tencent's UpdateDeviceLogLevel:
+    /// 0 off, 1 error, 2 warning, 3 info, 4 debug); returns the device.
+    pub async fn set_device_log_level(
+        &self,
+        product_id: &str,
+        name: &str,
+        level: i64,
+    ) -> Result<DeviceRecord> {
+        if !(0..=4).contains(&level) {
+            return Err(RegistryError::invalid(
+                "LogLevel",
+                format!(
+                    "must be 0 (off), 1 (error), 2 (warning), 3 (info) or 4 (debug), got {level}"
+                ),
+            ));
+        }
+        let mut device = self.device(product_id, name).await?;
+        if !self
+            .store
+            .set_device_log_level(&device.product_id, &device.name, level)
+            .await?
+        {
+            return Err(Self::device_not_found(product_id, name));
+        }
+        device.log_level = level;
+        Ok(device)
+    }
+
     pub async fn list_devices(
         &self,
         product_id: &str,

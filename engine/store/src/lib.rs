@@ -1,7 +1,7 @@
 //! # eddy-store — where metadata lives
 //!
 //! Products, devices and their credentials, topic policies, API keys and topic rules
-//! (later: shadows, firmware, tasks) sit behind one async trait, [`Store`]. The embedded default is
+//! and device shadows (later: firmware, tasks) sit behind one async trait, [`Store`]. The embedded default is
 //! SQLite ([`SqliteStore`]: bundled, WAL, `synchronous=FULL`, versioned migrations under
 //! `migrations/sqlite/`). For many hub nodes sharing one database there is PostgreSQL
 //! ([`PgStore`], migrations under `migrations/postgres/`); the trait speaks only in
@@ -22,7 +22,7 @@ use eddy_core::{DeviceName, ProductId};
 
 pub use model::{
     ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceFilter, DeviceRecord, OnlineState, Page, Paged,
-    ProductRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
+    ProductRecord, ShadowRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -148,4 +148,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_topic_rule_disabled(&self, name: &str, disabled: bool, at: i64) -> Result<bool>;
     /// False when the rule does not exist.
     async fn delete_topic_rule(&self, name: &str) -> Result<bool>;
+
+    // Device shadows and per-device settings.
+    async fn shadow(&self, product: &ProductId, name: &DeviceName) -> Result<Option<ShadowRecord>>;
+    /// Writes `shadow` if the stored version is still `expected` (0: no shadow stored);
+    /// false when another write came first (the caller reads again and retries). The
+    /// device must exist.
+    async fn put_shadow(&self, shadow: &ShadowRecord, expected: i64) -> Result<bool>;
+    /// Deletes a device's shadow; false if it had none.
+    async fn delete_shadow(&self, product: &ProductId, name: &DeviceName) -> Result<bool>;
+    /// Sets the log level the device is told over `$log` (Tencent's UpdateDeviceLogLevel);
+    /// false if there is no such device.
+    async fn set_device_log_level(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        level: i64,
+    ) -> Result<bool>;
 }

@@ -183,3 +183,18 @@ pub struct TopicRuleChange {
     pub disabled: Option<bool>,
     pub modified_at: i64,
 }
+
+/// A device's shadow document (Tencent's device shadow): what the device reported and what
+/// the management plane desires, each a JSON object text. The store keeps the texts; the
+/// shadow service validates and merges them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowRecord {
+    pub product_id: ProductId,
+    pub name: DeviceName,
+    pub reported: String,
+    pub desired: String,
+    /// 1 after the first write, one more with every write (0 means "no shadow stored").
+    pub version: i64,
+    /// Unix milliseconds of the last write.
+    pub updated_at_ms: i64,
+}

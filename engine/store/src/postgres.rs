@@ -32,10 +32,11 @@ use sqlx::{Postgres, QueryBuilder};
 use crate::rows::{self, backend, contains_pattern, to_i64};
 use crate::{
     ApiKeyRecord, DeleteProduct, DeviceFilter, DeviceRecord, Page, Paged, ProductRecord, Result,
-    Store, StoreError, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
+    ShadowRecord, Store, StoreError, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
 };
 
 mod rules;
+mod shadows;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -549,5 +550,26 @@ impl Store for PgStore {
 
     async fn delete_topic_rule(&self, name: &str) -> Result<bool> {
         self.delete_rule(name).await
+    }
+
+    async fn shadow(&self, product: &ProductId, name: &DeviceName) -> Result<Option<ShadowRecord>> {
+        self.get_shadow(product, name).await
+    }
+
+    async fn put_shadow(&self, shadow: &ShadowRecord, expected: i64) -> Result<bool> {
+        self.write_shadow(shadow, expected).await
+    }
+
+    async fn delete_shadow(&self, product: &ProductId, name: &DeviceName) -> Result<bool> {
+        self.remove_shadow(product, name).await
+    }
+
+    async fn set_device_log_level(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        level: i64,
+    ) -> Result<bool> {
+        self.log_level(product, name, level).await
     }
 }

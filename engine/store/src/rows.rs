@@ -7,8 +7,8 @@ use eddy_core::{DeviceName, EncryptionType, ProductId, ProductName};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::{
-    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceRecord, ProductRecord, Result, StoreError,
-    TopicPolicyRecord, TopicRuleRecord,
+    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceRecord, ProductRecord, Result, ShadowRecord,
+    StoreError, TopicPolicyRecord, TopicRuleRecord,
 };
 
 pub(crate) fn backend(err: sqlx::Error) -> StoreError {
@@ -178,5 +178,26 @@ where
         disabled: get(row, "disabled")?,
         created_at: get(row, "created_at")?,
         modified_at: get(row, "modified_at")?,
+    })
+}
+
+pub(crate) fn shadow<R>(row: &R) -> Result<ShadowRecord>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database>,
+    for<'r> i64: Decode<'r, R::Database>,
+    String: Type<R::Database>,
+    i64: Type<R::Database>,
+{
+    let product: String = get(row, "product_id")?;
+    let name: String = get(row, "device_name")?;
+    Ok(ShadowRecord {
+        product_id: ProductId::parse(&product).map_err(corrupt)?,
+        name: DeviceName::parse(&name).map_err(corrupt)?,
+        reported: get(row, "reported")?,
+        desired: get(row, "desired")?,
+        version: get(row, "version")?,
+        updated_at_ms: get(row, "updated_at")?,
     })
 }

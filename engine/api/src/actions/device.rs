@@ -1,5 +1,5 @@
 //! CreateDevice, DescribeDevice, DescribeDevices, DeleteDevice, UpdateDevicesEnableState,
-//! UpdateDevicePSK, ResetDeviceState.
+//! UpdateDevicePSK, ResetDeviceState, UpdateDeviceLogLevel.
 
 use eddy_core::secret::{ExposeSecret, secret};
 use eddy_registry::{NewDevice, Registry};
@@ -223,4 +223,26 @@ pub(super) async fn reset_state(
             "Reason": o.reason.as_deref().unwrap_or(""),
         })).collect::<Vec<_>>(),
     })))
+}
+
+/// UpdateDeviceLogLevel: stores the level and, when the device is connected, tells it
+/// right away on `$log/operation/result/…` (otherwise it reads it with its next
+/// `get_log_level`).
+pub(super) async fn update_log_level(
+    state: &ApiState,
+    p: &Params,
+) -> Result<Map<String, Value>, ApiError> {
+    let product_id = p.str("ProductId")?;
+    let name = p.str("DeviceName")?;
+    let level = p.i64("LogLevel")?;
+    p.finish()?;
+    let device = state
+        .registry
+        .set_device_log_level(&product_id, &name, level)
+        .await?;
+    if let Some(services) = &state.services {
+        let id = eddy_core::DeviceId::new(device.product_id, device.name);
+        services.push_log_level(&id, level).await;
+    }
+    Ok(Map::new())
 }

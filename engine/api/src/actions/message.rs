@@ -1,10 +1,12 @@
-//! PublishMessage: the management plane sends one device a message.
+//! PublishMessage (one device, one topic of its own), PublishRRPCMessage (call a device
+//! and wait for its answer), PublishBroadcastMessage (every online device of a product).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use eddy_core::time::unix_now_ms;
 use eddy_core::{DownlinkOutcome, Message, QoS, Topic};
+use eddy_services::RrpcError;
 use serde_json::{Map, Value};
 
 use crate::ApiState;
@@ -18,41 +20,9 @@ pub(super) async fn publish(state: &ApiState, p: &Params) -> Result<Map<String, 
     let product_id = p.str("ProductId")?;
     let device_name = p.str("DeviceName")?;
     let topic = p.str("Topic")?;
-    let payload = p.str("Payload")?;
-    let qos = match p.opt_i64("Qos")?.unwrap_or(0) {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        other => {
-            return Err(ApiError::invalid(
-                "Qos",
-                format!("must be 0 or 1, got {other}"),
-            ));
-        }
-    };
-    let payload = match p.opt_str("PayloadEncoding")?.as_deref() {
-        None | Some("") => Bytes::from(payload.into_bytes()),
-        Some("base64") => Bytes::from(
-            BASE64
-                .decode(payload.as_bytes())
-                .map_err(|e| ApiError::invalid("Payload", format!("is not base64: {e}")))?,
-        ),
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "PayloadEncoding",
-                format!("must be \"base64\" or empty, got {other:?}"),
-            ));
-        }
-    };
+    let qos = qos(p.opt_i64("Qos")?.unwrap_or(0))?;
+    let payload = payload(p)?;
     p.finish()?;
-    if payload.len() > MAX_PAYLOAD_BYTES {
-        return Err(ApiError::new(
-            "InvalidParameterValue.PayloadOverLimit",
-            format!(
-                "The payload has {} bytes; the limit is {MAX_PAYLOAD_BYTES}.",
-                payload.len()
-            ),
-        ));
-    }
     let device = state.registry.device(&product_id, &device_name).await?;
     // Tencent: the topic must be the device's own, ${ProductId}/${DeviceName}/….
     let own_prefix = format!("{}/{}/", device.product_id, device.name);
@@ -104,4 +74,116 @@ pub(super) async fn publish(state: &ApiState, p: &Params) -> Result<Map<String, 
             "The message could not be stored; it was not delivered.",
         )),
     }
+}
+
+/// PublishRRPCMessage: `Payload` (UTF-8 text) to `$rrpc/rxd/${pid}/${dn}/${MessageId}`;
+/// answers with the device's reply, base64-encoded, or `FailedOperation.RRPCTimeout`.
+pub(super) async fn rrpc(state: &ApiState, p: &Params) -> Result<Map<String, Value>, ApiError> {
+    let product_id = p.str("ProductId")?;
+    let device_name = p.str("DeviceName")?;
+    let payload = within_limit(Bytes::from(p.str("Payload")?.into_bytes()))?;
+    p.finish()?;
+    let device = state.registry.device(&product_id, &device_name).await?;
+    let services = super::shadow::services(state)?;
+    let id = eddy_core::DeviceId::new(device.product_id, device.name);
+    match services.rrpc(&id, payload).await {
+        Ok(answer) => Ok(super::object(serde_json::json!({
+            "MessageId": answer.process_id,
+            "PayloadBase64": BASE64.encode(&answer.payload),
+        }))),
+        Err(RrpcError::Offline(_)) => Err(ApiError::new(
+            "FailedOperation.DeviceOffline",
+            format!("The device {id} is offline."),
+        )),
+        Err(RrpcError::NotSubscribed(_)) => Err(ApiError::new(
+            "FailedOperation.DeviceNoSubscription",
+            format!(
+                "The device {id} is not subscribed to $rrpc/rxd/{}/{}/+.",
+                id.product_id, id.device_name
+            ),
+        )),
+        Err(err @ RrpcError::Timeout { .. }) => Err(ApiError::new(
+            "FailedOperation.RRPCTimeout",
+            format!("{err}."),
+        )),
+        Err(RrpcError::Failed(why)) => {
+            tracing::error!(device = %id, error = %why, "RRPC call failed");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+/// PublishBroadcastMessage: `Payload` to every device of the product that is online and
+/// subscribed to `$broadcast/rxd/${pid}/${dn}`; answers once it was handed to each, with
+/// a `TaskId` that names the broadcast in the hub's log.
+pub(super) async fn broadcast(
+    state: &ApiState,
+    p: &Params,
+) -> Result<Map<String, Value>, ApiError> {
+    let product_id = p.str("ProductId")?;
+    let qos = qos(p.i64("Qos")?)?;
+    let payload = payload(p)?;
+    p.finish()?;
+    let product = state.registry.product(&product_id).await?;
+    let services = super::shadow::services(state)?;
+    let task_id = i64::from(rand::random::<u32>());
+    let reached = services
+        .broadcast(&product.id, payload, qos)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "listing devices for a broadcast failed");
+            ApiError::internal()
+        })?;
+    tracing::info!(
+        task_id,
+        product = %product.id,
+        devices = reached.devices,
+        delivered = reached.delivered,
+        "broadcast sent"
+    );
+    Ok(super::object(serde_json::json!({ "TaskId": task_id })))
+}
+
+fn qos(value: i64) -> Result<QoS, ApiError> {
+    match value {
+        0 => Ok(QoS::AtMostOnce),
+        1 => Ok(QoS::AtLeastOnce),
+        other => Err(ApiError::invalid(
+            "Qos",
+            format!("must be 0 or 1, got {other}"),
+        )),
+    }
+}
+
+/// `Payload`, decoded as `PayloadEncoding` says ("base64" or empty), within the limit.
+fn payload(p: &Params) -> Result<Bytes, ApiError> {
+    let payload = p.str("Payload")?;
+    let payload = match p.opt_str("PayloadEncoding")?.as_deref() {
+        None | Some("") => Bytes::from(payload.into_bytes()),
+        Some("base64") => Bytes::from(
+            BASE64
+                .decode(payload.as_bytes())
+                .map_err(|e| ApiError::invalid("Payload", format!("is not base64: {e}")))?,
+        ),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "PayloadEncoding",
+                format!("must be \"base64\" or empty, got {other:?}"),
+            ));
+        }
+    };
+    within_limit(payload)
+}
+
+fn within_limit(payload: Bytes) -> Result<Bytes, ApiError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(ApiError::new(
+            "InvalidParameterValue.PayloadOverLimit",
+            format!(
+                "The payload has {} bytes; the limit is {MAX_PAYLOAD_BYTES}.",
+                payload.len()
+            ),
+        ));
+    }
+    Ok(payload)
 }

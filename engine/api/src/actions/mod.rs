@@ -7,6 +7,7 @@ mod device;
 mod message;
 mod product;
 mod rule;
+mod shadow;
 mod topic_policy;
 
 use eddy_core::IdError;
@@ -37,6 +38,12 @@ pub(crate) async fn dispatch(
         "UpdateDevicePSK" => device::update_psk(registry, p).await,
         "ResetDeviceState" => device::reset_state(state, p).await,
         "PublishMessage" => message::publish(state, p).await,
+        "PublishRRPCMessage" => message::rrpc(state, p).await,
+        "PublishBroadcastMessage" => message::broadcast(state, p).await,
+        "DescribeDeviceShadow" => shadow::describe(state, p).await,
+        "UpdateDeviceShadow" => shadow::update(state, p).await,
+        "DeleteDeviceShadow" => shadow::delete(state, p).await,
+        "UpdateDeviceLogLevel" => device::update_log_level(state, p).await,
         "CreateTopicPolicy" => topic_policy::create(registry, p).await,
         "UpdateTopicPolicy" => topic_policy::update(registry, p).await,
         "DescribeTopicPolicies" => topic_policy::list(registry, p).await,

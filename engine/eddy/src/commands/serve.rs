@@ -85,7 +85,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(factory),
     )
     .context("starting the rule engine")?;
-    broker.set_tap(rules.clone());
+    // The device services answer device requests on Tencent's reserved topics; they see
+    // each accepted message before the rule engine does.
+    let services = eddy_services::Services::start(
+        store.clone(),
+        broker.clone(),
+        broker.clone(),
+        config.services.settings()?,
+    );
+    broker.set_tap(Arc::new(eddy_core::Taps(vec![
+        services.clone(),
+        rules.clone(),
+    ])));
     let mut registry = Registry::default();
     broker.metrics.register(&mut registry);
     registry.register_collector(rules.collector());
@@ -101,6 +112,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }));
     let api_state = ApiState::new(store)
         .with_downlink(broker.clone())
+        .with_services(services)
         .with_rules(Arc::new(crate::rules::RulesHook {
             engine: rules,
             destinations: destination_names,

@@ -21,6 +21,7 @@ mod fixtures;
 mod others;
 mod products;
 mod rules;
+mod shadows;
 
 use backends::{TestDatabase, run_check, sqlite_store, with_database};
 use devices::*;
@@ -28,6 +29,7 @@ use eddy_store::PgStore;
 use others::*;
 use products::*;
 use rules::*;
+use shadows::*;
 
 /// One test per check and backend: `sqlite::<check>` and `postgres::<check>`.
 macro_rules! conformance {
@@ -87,6 +89,8 @@ conformance!(
     api_keys,
     debug_hides_secrets,
     topic_rules,
+    shadows,
+    device_log_level,
 );
 
 #[test]
