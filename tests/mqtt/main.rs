@@ -16,6 +16,7 @@ mod kafka;
 mod limits;
 mod malformed;
 mod plugins;
+mod register;
 mod routing;
 mod rules;
 mod services;

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod delivery;
 pub mod error;
 pub mod params;
+pub mod register;
 pub mod rules;
 pub mod tc3;
 
@@ -69,6 +70,8 @@ pub struct ApiState {
     /// The device services (shadow, RRPC, broadcast, log level); without them those
     /// actions answer `FailedOperation`.
     pub services: Option<Arc<eddy_services::Services>>,
+    /// Nonces of recent dynamic registrations, refused if repeated.
+    pub(crate) nonces: Arc<register::Nonces>,
 }
 
 /// Produces the `/metrics` body (OpenMetrics text) when scraped.
@@ -90,6 +93,7 @@ impl ApiState {
             rules: None,
             delivery: None,
             services: None,
+            nonces: Arc::default(),
         }
     }
 
@@ -140,6 +144,11 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", axum::routing::any(cloud_api))
         .route("/metrics", axum::routing::get(metrics))
+        .route("/device/register", axum::routing::post(register::register))
+        .route(
+            "/register/dev",
+            axum::routing::post(register::register_legacy),
+        )
         .fallback(not_found)
         .with_state(Arc::new(state))
 }
@@ -158,7 +167,7 @@ pub async fn serve(
     .await
 }
 
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 

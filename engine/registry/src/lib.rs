@@ -10,6 +10,7 @@
 mod credentials;
 mod device;
 mod product;
+mod registration;
 pub mod rules;
 mod topic_policy;
 
@@ -23,6 +24,7 @@ pub use credentials::{
 };
 pub use device::{CreatedDevice, NewDevice, ResetOutcome};
 pub use product::NewProduct;
+pub use registration::RegisteredCredentials;
 pub use rules::{RuleName, TopicRuleContent};
 pub use topic_policy::TopicPolicyView;
 
@@ -64,6 +66,18 @@ pub enum RegistryError {
     RuleAlreadyEnabled(String),
     #[error("topic rule {0:?} is already disabled")]
     RuleAlreadyDisabled(String),
+    /// Dynamic registration is off for the product (Tencent's message).
+    #[error("Not support dynamic device register, please check setting first (product {0})")]
+    RegistrationOff(String),
+    /// The product registers only devices created beforehand (Tencent's message).
+    #[error("Pre create mode: device not exists ({product}/{device})")]
+    RegistrationNeedsDevice { product: String, device: String },
+    #[error(
+        "device {product}/{device} has connected already; its credentials cannot be fetched again (reset it first)"
+    )]
+    DeviceActivated { product: String, device: String },
+    #[error("product {product} has registered its limit of {limit} devices; raise RegisterLimit")]
+    RegisterLimit { product: String, limit: i64 },
     #[error("generating credentials failed: {0}")]
     Crypto(String),
     #[error(transparent)]
@@ -90,6 +104,11 @@ impl RegistryError {
             Self::RuleLimit(_) => "InvalidParameterValue.RuleNumberBeyondLimit",
             Self::RuleAlreadyEnabled(_) => "FailedOperation.RuleAlreadyEnabled",
             Self::RuleAlreadyDisabled(_) => "FailedOperation.RuleAlreadyDisabled",
+            // Tencent documents no codes for these: Eddy's, in Tencent's style.
+            Self::RegistrationOff(_) => "UnauthorizedOperation.DynamicRegisterDisabled",
+            Self::RegistrationNeedsDevice { .. } => "ResourceNotFound.DeviceNotExist",
+            Self::DeviceActivated { .. } => "FailedOperation.DeviceAlreadyActivated",
+            Self::RegisterLimit { .. } => "LimitExceeded.DeviceRegisterLimit",
             Self::Crypto(_) | Self::Store(_) => "InternalError",
         }
     }

@@ -22,7 +22,7 @@ use eddy_core::{DeviceName, ProductId};
 
 pub use model::{
     ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceFilter, DeviceRecord, OnlineState, Page, Paged,
-    ProductRecord, ShadowRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
+    ProductRecord, Registered, ShadowRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -148,6 +148,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_topic_rule_disabled(&self, name: &str, disabled: bool, at: i64) -> Result<bool>;
     /// False when the rule does not exist.
     async fn delete_topic_rule(&self, name: &str) -> Result<bool>;
+
+    /// Dynamic registration: gives a device that never connected (since its creation or
+    /// last reset) new credentials and marks it registered — if it was registered before,
+    /// or fewer than `limit` devices of its product are. One transaction.
+    async fn register_device(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        psk: Option<&str>,
+        cert_pem: Option<&str>,
+        limit: i64,
+        at: i64,
+    ) -> Result<Registered>;
 
     // Device shadows and per-device settings.
     async fn shadow(&self, product: &ProductId, name: &DeviceName) -> Result<Option<ShadowRecord>>;

@@ -198,3 +198,28 @@ pub struct ShadowRecord {
     /// Unix milliseconds of the last write.
     pub updated_at_ms: i64,
 }
+
+/// What [`Store::register_device`](crate::Store::register_device) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// The device has its new credentials and counts as registered.
+    Done,
+    /// There is no such device.
+    NoDevice,
+    /// The device has connected since it was created or reset: its credentials stay.
+    Activated,
+    /// The product's register limit is reached (the device was not registered before).
+    LimitReached,
+}
+
+impl Registered {
+    /// Why a registration changed nothing, from the device's `first_online_at` (`None`:
+    /// no such device).
+    pub(crate) fn refused(device: Option<(Option<i64>,)>) -> Self {
+        match device {
+            None => Self::NoDevice,
+            Some((Some(_),)) => Self::Activated,
+            Some((None,)) => Self::LimitReached,
+        }
+    }
+}

@@ -31,10 +31,12 @@ use sqlx::{Postgres, QueryBuilder};
 
 use crate::rows::{self, backend, contains_pattern, to_i64};
 use crate::{
-    ApiKeyRecord, DeleteProduct, DeviceFilter, DeviceRecord, Page, Paged, ProductRecord, Result,
-    ShadowRecord, Store, StoreError, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
+    ApiKeyRecord, DeleteProduct, DeviceFilter, DeviceRecord, Page, Paged, ProductRecord,
+    Registered, Result, ShadowRecord, Store, StoreError, TopicPolicyRecord, TopicRuleChange,
+    TopicRuleRecord,
 };
 
+mod registration;
 mod rules;
 mod shadows;
 
@@ -550,6 +552,18 @@ impl Store for PgStore {
 
     async fn delete_topic_rule(&self, name: &str) -> Result<bool> {
         self.delete_rule(name).await
+    }
+
+    async fn register_device(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        psk: Option<&str>,
+        cert_pem: Option<&str>,
+        limit: i64,
+        at: i64,
+    ) -> Result<Registered> {
+        self.register(product, name, psk, cert_pem, limit, at).await
     }
 
     async fn shadow(&self, product: &ProductId, name: &DeviceName) -> Result<Option<ShadowRecord>> {

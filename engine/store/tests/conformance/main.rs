@@ -20,6 +20,7 @@ mod devices;
 mod fixtures;
 mod others;
 mod products;
+mod registration;
 mod rules;
 mod shadows;
 
@@ -28,6 +29,7 @@ use devices::*;
 use eddy_store::PgStore;
 use others::*;
 use products::*;
+use registration::*;
 use rules::*;
 use shadows::*;
 
@@ -91,6 +93,7 @@ conformance!(
     topic_rules,
     shadows,
     device_log_level,
+    register_device,
 );
 
 #[test]

@@ -1,0 +1,5 @@
+-- Dynamic registration: when a device last fetched its credentials through
+-- /device/register or /register/dev (Unix seconds; NULL if it never did). The devices
+-- with a value count against their product's register_limit.
+
+ALTER TABLE devices ADD COLUMN registered_at INTEGER;

@@ -1,0 +1,55 @@
+//! Dynamic registration in SQLite: the query behind `Store::register_device`.
+
+use eddy_core::{DeviceName, ProductId};
+
+use crate::rows::backend;
+use crate::{Registered, Result};
+
+use super::SqliteStore;
+
+impl SqliteStore {
+    pub(super) async fn register(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        psk: Option<&str>,
+        cert_pem: Option<&str>,
+        limit: i64,
+        at: i64,
+    ) -> Result<Registered> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE devices SET psk = ?, cert_pem = ?, registered_at = ?, updated_at = ?
+             WHERE product_id = ? AND device_name = ? AND first_online_at IS NULL
+               AND (registered_at IS NOT NULL
+                    OR (SELECT COUNT(*) FROM devices
+                        WHERE product_id = ? AND registered_at IS NOT NULL) < ?)",
+        )
+        .bind(psk)
+        .bind(cert_pem)
+        .bind(at)
+        .bind(at)
+        .bind(product.as_str())
+        .bind(name.as_str())
+        .bind(product.as_str())
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let outcome = if done.rows_affected() == 1 {
+            Registered::Done
+        } else {
+            let row: Option<(Option<i64>,)> = sqlx::query_as(
+                "SELECT first_online_at FROM devices WHERE product_id = ? AND device_name = ?",
+            )
+            .bind(product.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            Registered::refused(row)
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+}
