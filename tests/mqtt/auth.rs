@@ -29,10 +29,11 @@ async fn key_devices_connect_in_every_sdk_variant() {
     let psk = psk_of(&create_device(&api, &pid, "m1").await);
 
     for (expiry, sign) in [
-        (now() + 600, Sign::Sha1),          // C SDK: seconds, SHA-1
-        ((now() + 600) * 1000, Sign::Sha1), // Python SDK: milliseconds
-        (i64::MAX, Sign::Sha1),             // C SDK: LONG_MAX
-        (now() + 600, Sign::Sha256),        // Java SDK: SHA-256
+        (now() + 600, Sign::Sha1),             // C SDK: seconds, SHA-1
+        ((now() + 600) * 1000, Sign::Sha1),    // Python SDK: milliseconds
+        ((now() - 86_400) * 1000, Sign::Sha1), // …which are its signing time, reused
+        (i64::MAX, Sign::Sha1),                // C SDK: LONG_MAX
+        (now() + 600, Sign::Sha256),           // Java SDK: SHA-256
     ] {
         let creds = credentials(&pid, "m1", &psk, expiry, sign);
         let (client, mut eventloop) = connected(&hub, &creds).await;

@@ -9,6 +9,10 @@
 //! Every variant Tencent's SDKs send is accepted: any sdkappid (`12010126`, `21010406`, …),
 //! expiry in seconds, in milliseconds (the Python SDK) or `LONG_MAX` (the C SDK), SHA-1
 //! (C, Python) and SHA-256 (Java). Signatures are compared in constant time.
+//!
+//! Only an expiry in seconds is enforced. The millisecond value of Tencent's Python device
+//! SDK is the time it signed the user name (once, when it was created), not an expiry: it
+//! reconnects with it for as long as it runs, and Tencent accepts that, so Eddy does too.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -75,17 +79,12 @@ impl<'a> Username<'a> {
             .trim()
             .parse()
             .map_err(|_| AuthError::BadCredentials("the expiry is not an integer"))?;
-        let seconds = if expiry > MILLIS_THRESHOLD {
-            expiry / 1000
-        } else {
-            expiry
-        };
         Ok(Self {
             client_id,
             sdkappid,
             connid,
-            // Even in milliseconds, LONG_MAX is far past any real date.
-            expires_at: (seconds < MILLIS_THRESHOLD).then_some(seconds),
+            // Milliseconds are the Python SDK's signing time; LONG_MAX never expires.
+            expires_at: (expiry <= MILLIS_THRESHOLD).then_some(expiry),
         })
     }
 }
@@ -234,9 +233,11 @@ mod tests {
             check("ABCDE12345dev1", &expired, &pw, PSK),
             Err(AuthError::BadCredentials("the credentials have expired"))
         );
-        let expired_ms = format!("ABCDE12345dev1;12010126;a1B2c;{}", (NOW - 1) * 1000);
-        let pw = password(&expired_ms, SignMethod::HmacSha1, "hmacsha1");
-        assert!(check("ABCDE12345dev1", &expired_ms, &pw, PSK).is_err());
+        // The Python SDK's signing time in milliseconds, long past: it still connects (it
+        // reconnects with the user name it signed when it started).
+        let signed_ms = format!("ABCDE12345dev1;21010406;a1B2c;{}", (NOW - 86_400) * 1000);
+        let pw = password(&signed_ms, SignMethod::HmacSha1, "hmacsha1");
+        assert!(check("ABCDE12345dev1", &signed_ms, &pw, PSK).is_ok());
         // Someone else's ClientId in the username.
         let stolen = format!("ABCDE12345dev2;12010126;a1B2c;{}", NOW + 60);
         let pw = password(&stolen, SignMethod::HmacSha1, "hmacsha1");
