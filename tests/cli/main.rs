@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod dlq;
+mod ota;
 mod rules;
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,7 +1,9 @@
 //! A Tencent device as the device SDKs drive it over MQTT, for the device-service tests:
 //! subscribe, publish JSON, wait for the next message on a topic.
 
-use rumqttc::{AsyncClient, EventLoop, Packet, QoS};
+use std::collections::VecDeque;
+
+use rumqttc::{AsyncClient, EventLoop, Packet, Publish, QoS};
 use serde_json::Value;
 
 use crate::{DeviceCredentials, connected, next_incoming, support};
@@ -9,12 +11,19 @@ use crate::{DeviceCredentials, connected, next_incoming, support};
 pub struct TestDevice {
     pub client: AsyncClient,
     pub events: EventLoop,
+    /// Messages that arrived while waiting for something else (a QoS 1 request's answer
+    /// comes before its PUBACK: the hub acknowledges once it has answered).
+    early: VecDeque<Publish>,
 }
 
 impl TestDevice {
     pub async fn connect(hub: &support::Hub, creds: &DeviceCredentials) -> Self {
         let (client, events) = connected(hub, creds).await;
-        Self { client, events }
+        Self {
+            client,
+            events,
+            early: VecDeque::new(),
+        }
     }
 
     /// Subscribes with QoS 0 (as the SDKs do for service topics) and waits for the SUBACK.
@@ -58,7 +67,7 @@ impl TestDevice {
         loop {
             match next_incoming(&mut self.events).await.unwrap() {
                 Packet::PubAck(_) => return,
-                Packet::Publish(p) => panic!("unexpected message on {} before the PUBACK", p.topic),
+                Packet::Publish(p) => self.early.push_back(p),
                 _ => {}
             }
         }
@@ -66,17 +75,21 @@ impl TestDevice {
 
     /// The next message the hub sends, which must be on `topic`, as raw bytes.
     pub async fn receive_raw(&mut self, topic: &str) -> Vec<u8> {
-        loop {
-            if let Packet::Publish(p) = next_incoming(&mut self.events).await.unwrap() {
-                assert_eq!(
-                    p.topic,
-                    topic,
-                    "payload: {:?}",
-                    String::from_utf8_lossy(&p.payload)
-                );
-                return p.payload.to_vec();
-            }
-        }
+        let p = match self.early.pop_front() {
+            Some(p) => p,
+            None => loop {
+                if let Packet::Publish(p) = next_incoming(&mut self.events).await.unwrap() {
+                    break p;
+                }
+            },
+        };
+        assert_eq!(
+            p.topic,
+            topic,
+            "payload: {:?}",
+            String::from_utf8_lossy(&p.payload)
+        );
+        p.payload.to_vec()
     }
 
     /// The next message the hub sends, which must be JSON on `topic`.

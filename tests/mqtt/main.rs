@@ -15,6 +15,7 @@ mod forward;
 mod kafka;
 mod limits;
 mod malformed;
+mod ota;
 mod plugins;
 mod register;
 mod routing;

@@ -23,6 +23,7 @@ mod actions;
 pub mod auth;
 pub mod delivery;
 pub mod error;
+mod firmware;
 pub mod params;
 pub mod register;
 pub mod rules;
@@ -148,6 +149,14 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/register/dev",
             axum::routing::post(register::register_legacy),
+        )
+        .route(
+            "/firmware/upload/{product}/{version}",
+            axum::routing::put(firmware::upload),
+        )
+        .route(
+            "/firmware/{product}/{version}",
+            axum::routing::get(firmware::download),
         )
         .fallback(not_found)
         .with_state(Arc::new(state))

@@ -157,6 +157,11 @@ impl Params {
             .collect()
     }
 
+    /// Whether `key` is present and not null (marks it read).
+    pub fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
     /// A nested object, read with the same rules.
     pub fn opt_object(&self, key: &str) -> Result<Option<Params>, ApiError> {
         match self.get(key) {

@@ -45,6 +45,12 @@ pub enum Command {
     /// Rule action queues and their dead letters: list, show, redrive.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Firmware versions for OTA: upload, list.
+    #[command(subcommand)]
+    Firmware(FirmwareCommand),
+    /// OTA update tasks: start one, watch its progress, cancel or retry a device.
+    #[command(subcommand)]
+    Ota(OtaCommand),
     /// Hash a password for a generic MQTT client ([[mqtt.clients.users]]).
     ///
     /// Prints the argon2id PHC string to paste as the user's password-hash. The password is
@@ -377,4 +383,98 @@ pub enum DlqCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirmwareCommand {
+    /// Upload a firmware file as a new version of a product (GetCOSURL, an HTTP PUT with
+    /// a progress bar, then UploadFirmware with the file's MD5 and size).
+    Upload {
+        product_id: String,
+        /// The version devices will report once updated, e.g. 1.2.0.
+        #[arg(value_name = "VERSION")]
+        firmware_version: String,
+        file: PathBuf,
+        /// A name for the firmware.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Free-text description.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List firmware versions, of one product or all.
+    List {
+        product_id: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OtaCommand {
+    /// Start an update task: the named devices, or every device now on --from-version,
+    /// are told to update (offline ones when they next report their version).
+    Start {
+        product_id: String,
+        /// The firmware version to update to (uploaded with `eddy firmware upload`).
+        #[arg(value_name = "VERSION")]
+        firmware_version: String,
+        /// Devices to update.
+        #[arg(long, value_delimiter = ',', required_unless_present = "from_version")]
+        devices: Vec<String>,
+        /// Update every device of the product that runs this version.
+        #[arg(long, conflicts_with = "devices")]
+        from_version: Option<String>,
+        /// Seconds a device may take once the update reached it (60-3600).
+        #[arg(long, default_value_t = 3600)]
+        timeout: i64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show a task's devices and totals; --watch keeps a live progress view until every
+    /// device has finished, failed or been cancelled.
+    Status {
+        product_id: String,
+        #[arg(value_name = "VERSION")]
+        firmware_version: String,
+        task_id: i64,
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Cancel one device's update in a task.
+    Cancel {
+        product_id: String,
+        #[arg(value_name = "VERSION")]
+        firmware_version: String,
+        task_id: i64,
+        device_name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Retry one device's failed, timed-out or cancelled update.
+    Retry {
+        product_id: String,
+        #[arg(value_name = "VERSION")]
+        firmware_version: String,
+        task_id: i64,
+        device_name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap's own consistency checks (unique names, valid requirements…), which it
+    /// otherwise runs only when a command is used.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -143,6 +143,21 @@ pub struct ServicesConfig {
     #[serde(with = "humantime_serde")]
     pub rrpc_timeout: Duration,
     pub shadow: ShadowConfig,
+    pub ota: OtaConfig,
+}
+
+/// `[services.ota]`: firmware storage and update tasks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OtaConfig {
+    /// The API listener's base URL as devices reach it ("" = derived from api.listen).
+    pub public_url: String,
+    pub max_task_devices: usize,
+    #[serde(with = "humantime_serde")]
+    pub download_url_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub upload_url_ttl: Duration,
+    pub max_firmware_bytes: u64,
 }
 
 /// `[services.shadow]`: limits of one shadow document.
@@ -155,7 +170,13 @@ pub struct ShadowConfig {
 }
 
 impl ServicesConfig {
-    pub fn settings(&self) -> Result<eddy_services::ServiceSettings, ConfigError> {
+    /// The services' settings; `data_dir` holds the firmware files, and `api` is the
+    /// bound API address (the base of firmware URLs when `ota.public-url` is empty).
+    pub fn settings(
+        &self,
+        data_dir: &std::path::Path,
+        api: SocketAddr,
+    ) -> Result<eddy_services::ServiceSettings, ConfigError> {
         if self.workers == 0 || self.queue == 0 {
             return Err(ConfigError(
                 "services.workers and services.queue must be at least 1".into(),
@@ -181,6 +202,50 @@ impl ServicesConfig {
             rrpc_timeout: self.rrpc_timeout,
             workers: self.workers,
             queue: self.queue,
+            ota: Some(self.ota.settings(data_dir, api)?),
+        })
+    }
+}
+
+impl OtaConfig {
+    fn settings(
+        &self,
+        data_dir: &std::path::Path,
+        api: SocketAddr,
+    ) -> Result<eddy_services::ota::OtaSettings, ConfigError> {
+        if self.max_task_devices == 0 || self.max_firmware_bytes == 0 {
+            return Err(ConfigError(
+                "services.ota.max-task-devices and max-firmware-bytes must be at least 1".into(),
+            ));
+        }
+        let public_url = if self.public_url.is_empty() {
+            // A wildcard listener has no address a device could use: say which one was
+            // taken, and how to set the right one.
+            let host = if api.ip().is_unspecified() {
+                tracing::warn!(
+                    "services.ota.public-url is not set: firmware URLs name 127.0.0.1; set it to the API address devices reach"
+                );
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), api.port())
+            } else {
+                api
+            };
+            format!("http://{host}")
+        } else if self.public_url.starts_with("http://") || self.public_url.starts_with("https://")
+        {
+            self.public_url.trim_end_matches('/').to_owned()
+        } else {
+            return Err(ConfigError(format!(
+                "services.ota.public-url must start with http:// or https://, got {:?}",
+                self.public_url
+            )));
+        };
+        Ok(eddy_services::ota::OtaSettings {
+            dir: data_dir.join("firmware"),
+            public_url,
+            max_task_devices: self.max_task_devices,
+            download_ttl: self.download_url_ttl,
+            upload_ttl: self.upload_url_ttl,
+            max_firmware_bytes: self.max_firmware_bytes,
         })
     }
 }

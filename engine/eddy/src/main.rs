@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use eddy::cli::{Cli, Command, ConfigCommand};
-use eddy::commands::{dlq, manage, passwd, rule, serve};
+use eddy::commands::{dlq, manage, ota, passwd, rule, serve};
 use eddy::config::{Config, DEFAULT_TOML};
 use tracing_subscriber::EnvFilter;
 
@@ -68,6 +68,8 @@ fn main() -> ExitCode {
             Command::TopicPolicy(cmd) => manage::topic_policy(&config, cmd).await.map(Some),
             Command::Rule(cmd) => rule::run(&config, cmd).await.map(Some),
             Command::Dlq(cmd) => dlq::run(&config, cmd).await.map(Some),
+            Command::Firmware(cmd) => ota::firmware(&config, cmd).await.map(Some),
+            Command::Ota(cmd) => ota::run(&config, cmd).await.map(Some),
             Command::Config(ConfigCommand::Default) | Command::Passwd(_) => Ok(None),
         }
     });

@@ -20,6 +20,7 @@
 //! survives kill -9.
 
 mod broadcast;
+pub mod ota;
 mod rrpc;
 pub mod shadow;
 mod system;
@@ -55,6 +56,9 @@ pub struct ServiceSettings {
     pub workers: usize,
     /// Requests waiting per worker before their publishers wait (back-pressure).
     pub queue: usize,
+    /// Firmware storage and update tasks; without it OTA reports are still answered but
+    /// no firmware can be uploaded.
+    pub ota: Option<ota::OtaSettings>,
 }
 
 impl Default for ServiceSettings {
@@ -64,6 +68,7 @@ impl Default for ServiceSettings {
             rrpc_timeout: Duration::from_secs(10),
             workers: 4,
             queue: 1024,
+            ota: None,
         }
     }
 }
@@ -84,6 +89,7 @@ struct Shared {
     downlink: Arc<dyn Downlink>,
     settings: ServiceSettings,
     rrpc: rrpc::Calls,
+    ota: Option<(ota::FirmwareFiles, ota::OtaSettings)>,
 }
 
 /// One device request for a worker.
@@ -96,21 +102,27 @@ struct Job {
 
 impl Services {
     /// Starts the workers (inside a tokio runtime). `publish` sends answers into the
-    /// broker; `downlink` sends the management plane's messages to one device.
+    /// broker; `downlink` sends the management plane's messages to one device. Fails only
+    /// when the firmware directory cannot be opened.
     pub fn start(
         store: Arc<dyn Store>,
         publish: Arc<dyn Publish>,
         downlink: Arc<dyn Downlink>,
         settings: ServiceSettings,
-    ) -> Arc<Self> {
+    ) -> std::io::Result<Arc<Self>> {
         let workers = settings.workers.max(1);
         let queue = settings.queue.max(1);
+        let ota = match &settings.ota {
+            Some(ota) => Some((ota::FirmwareFiles::open(&ota.dir)?, ota.clone())),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             store,
             publish,
             downlink,
             settings,
             rrpc: rrpc::Calls::default(),
+            ota,
         });
         let workers = (0..workers)
             .map(|_| {
@@ -119,7 +131,7 @@ impl Services {
                 tx
             })
             .collect();
-        Arc::new(Self { shared, workers })
+        Ok(Arc::new(Self { shared, workers }))
     }
 
     fn worker(&self, device: &DeviceId) -> &mpsc::Sender<Job> {
@@ -190,6 +202,7 @@ async fn work(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>) {
             Request::Shadow(device) => shadow::answer(&shared, device, &job.message).await,
             Request::Sys(device) => system::answer_time(&shared, device, &job.message).await,
             Request::Log(device) => system::answer_log_level(&shared, device, &job.message).await,
+            Request::Ota(device) => ota::answer(&shared, device, &job.message).await,
             Request::RrpcReply(..) => {}
         }
         if let Some(done) = job.done {
@@ -254,7 +267,11 @@ impl Shared {
 impl Request {
     fn device(&self) -> &DeviceId {
         match self {
-            Request::Shadow(d) | Request::Sys(d) | Request::Log(d) | Request::RrpcReply(d, _) => d,
+            Request::Shadow(d)
+            | Request::Sys(d)
+            | Request::Log(d)
+            | Request::Ota(d)
+            | Request::RrpcReply(d, _) => d,
         }
     }
 }

@@ -11,6 +11,8 @@ pub(crate) enum Request {
     Sys(DeviceId),
     /// `$log/operation/${pid}/${dn}`
     Log(DeviceId),
+    /// `$ota/report/${pid}/${dn}`
+    Ota(DeviceId),
     /// `$rrpc/txd/${pid}/${dn}/${processId}`: a device's answer to an RRPC call.
     RrpcReply(DeviceId, u64),
 }
@@ -34,6 +36,7 @@ impl Request {
             ("$shadow", "operation", [pid, dn]) => device(pid, dn).map(Self::Shadow),
             ("$sys", "operation", [pid, dn]) => device(pid, dn).map(Self::Sys),
             ("$log", "operation", [pid, dn]) => device(pid, dn).map(Self::Log),
+            ("$ota", "report", [pid, dn]) => device(pid, dn).map(Self::Ota),
             ("$rrpc", "txd", [pid, dn, id]) => {
                 let id = id.parse().ok()?;
                 device(pid, dn).map(|d| Self::RrpcReply(d, id))
@@ -78,6 +81,10 @@ mod tests {
             Some(Request::Log(d.clone()))
         );
         assert_eq!(
+            Request::parse("$ota/report/ABCDE12345/dev_1"),
+            Some(Request::Ota(d.clone()))
+        );
+        assert_eq!(
             Request::parse("$rrpc/txd/ABCDE12345/dev_1/42"),
             Some(Request::RrpcReply(d.clone(), 42))
         );
@@ -92,7 +99,7 @@ mod tests {
             "$shadow/operation/short/dev_1",
             "$rrpc/txd/ABCDE12345/dev_1/not-a-number",
             "$rrpc/rxd/ABCDE12345/dev_1/1",
-            "$ota/report/ABCDE12345/dev_1",
+            "$ota/update/ABCDE12345/dev_1",
         ] {
             assert_eq!(Request::parse(other), None, "{other}");
         }

@@ -21,8 +21,9 @@ use async_trait::async_trait;
 use eddy_core::{DeviceName, ProductId};
 
 pub use model::{
-    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceFilter, DeviceRecord, OnlineState, Page, Paged,
-    ProductRecord, Registered, ShadowRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
+    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceFilter, DeviceRecord, FirmwareRecord,
+    FirmwareTaskRecord, OnlineState, Page, Paged, ProductRecord, Registered, ShadowRecord,
+    TaskDeviceFilter, TaskDeviceRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -161,6 +162,65 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: i64,
         at: i64,
     ) -> Result<Registered>;
+
+    // Firmware and update tasks (OTA).
+    async fn insert_firmware(&self, firmware: &FirmwareRecord) -> Result<()>;
+    async fn firmware(&self, product: &ProductId, version: &str) -> Result<Option<FirmwareRecord>>;
+    /// Newest first; one product's or every product's.
+    async fn list_firmwares(
+        &self,
+        product: Option<&ProductId>,
+        page: Page,
+    ) -> Result<Paged<FirmwareRecord>>;
+    /// Changes name, description and user-defined text; false if there is no such firmware.
+    async fn edit_firmware(&self, firmware: &FirmwareRecord) -> Result<bool>;
+    /// Records the firmware version a device reported; false if there is no such device.
+    async fn set_device_firmware_version(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        version: &str,
+        at: i64,
+    ) -> Result<bool>;
+    /// Creates a task and its devices in one transaction and returns the task id. Fails
+    /// with `Conflict { what: "device in an update task" }` if one of the devices is in
+    /// another task that has not ended for it (status 1–4).
+    async fn create_firmware_task(
+        &self,
+        task: &FirmwareTaskRecord,
+        devices: &[TaskDeviceRecord],
+    ) -> Result<i64>;
+    async fn firmware_task(&self, task_id: i64) -> Result<Option<FirmwareTaskRecord>>;
+    /// Newest first.
+    async fn list_firmware_tasks(
+        &self,
+        product: &ProductId,
+        version: &str,
+        page: Page,
+    ) -> Result<Paged<FirmwareTaskRecord>>;
+    /// Ordered by task, then device name.
+    async fn task_devices(
+        &self,
+        product: &ProductId,
+        filter: &TaskDeviceFilter,
+        page: Page,
+    ) -> Result<Paged<TaskDeviceRecord>>;
+    /// The device's entry in the newest task that has not ended for it (status 1–4).
+    async fn active_task_device(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+    ) -> Result<Option<TaskDeviceRecord>>;
+    /// Writes an entry's status, percent, retcode, message and time if its current status
+    /// is one of `from`; false otherwise (or if there is no such entry).
+    async fn update_task_device(&self, entry: &TaskDeviceRecord, from: &[i64]) -> Result<bool>;
+    /// How many task entries have each status: one task's, or a whole firmware version's.
+    async fn task_status_counts(
+        &self,
+        product: &ProductId,
+        version: &str,
+        task_id: Option<i64>,
+    ) -> Result<Vec<(i64, i64)>>;
 
     // Device shadows and per-device settings.
     async fn shadow(&self, product: &ProductId, name: &DeviceName) -> Result<Option<ShadowRecord>>;

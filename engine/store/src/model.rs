@@ -223,3 +223,63 @@ impl Registered {
         }
     }
 }
+
+/// A firmware version of a product (Tencent's `UploadFirmware`). The file is the OTA
+/// service's, under the data dir; the store keeps what describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareRecord {
+    pub product_id: ProductId,
+    pub version: String,
+    pub name: String,
+    pub description: String,
+    pub user_defined: String,
+    /// Lower-case hex MD5 of the file.
+    pub md5: String,
+    pub size: i64,
+    pub created_at: i64,
+}
+
+/// An update task: devices of one product to bring to one firmware version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareTaskRecord {
+    /// Given by the store when the task is created.
+    pub task_id: i64,
+    pub product_id: ProductId,
+    pub version: String,
+    /// The version the task's devices came from, when it chose them by version.
+    pub original_version: String,
+    /// How the devices were chosen: `originalVersion` or `devicenames` (Tencent's words).
+    pub upgrade_mode: String,
+    /// Tencent's `Type`: 1 static (the devices chosen at creation).
+    pub task_type: i64,
+    /// How long a device may take once the update was delivered.
+    pub timeout_secs: i64,
+    pub created_at: i64,
+}
+
+/// One device in an update task (Tencent's `DeviceUpdateStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDeviceRecord {
+    pub task_id: i64,
+    pub product_id: ProductId,
+    pub device_name: DeviceName,
+    /// 1 pending, 2 delivered, 3 downloading, 4 burning, 5 failed, 6 done, 9 cancelled,
+    /// 10 timed out.
+    pub status: i64,
+    /// Download progress while downloading, 0–100.
+    pub percent: i64,
+    /// The device's `result_code` (0, or -1…-5 on failure).
+    pub retcode: i64,
+    pub message: String,
+    /// The version the device had when the task began.
+    pub ori_version: String,
+    pub updated_at: i64,
+}
+
+/// Which task devices a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct TaskDeviceFilter {
+    pub version: Option<String>,
+    pub task_id: Option<i64>,
+    pub device_name: Option<DeviceName>,
+}

@@ -7,8 +7,9 @@ use eddy_core::{DeviceName, EncryptionType, ProductId, ProductName};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::{
-    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceRecord, ProductRecord, Result, ShadowRecord,
-    StoreError, TopicPolicyRecord, TopicRuleRecord,
+    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceRecord, FirmwareRecord, FirmwareTaskRecord,
+    ProductRecord, Result, ShadowRecord, StoreError, TaskDeviceRecord, TopicPolicyRecord,
+    TopicRuleRecord,
 };
 
 pub(crate) fn backend(err: sqlx::Error) -> StoreError {
@@ -199,5 +200,73 @@ where
         desired: get(row, "desired")?,
         version: get(row, "version")?,
         updated_at_ms: get(row, "updated_at")?,
+    })
+}
+
+pub(crate) fn firmware<R>(row: &R) -> Result<FirmwareRecord>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database>,
+    for<'r> i64: Decode<'r, R::Database>,
+    String: Type<R::Database>,
+    i64: Type<R::Database>,
+{
+    let product: String = get(row, "product_id")?;
+    Ok(FirmwareRecord {
+        product_id: ProductId::parse(&product).map_err(corrupt)?,
+        version: get(row, "version")?,
+        name: get(row, "name")?,
+        description: get(row, "description")?,
+        user_defined: get(row, "user_defined")?,
+        md5: get(row, "md5")?,
+        size: get(row, "size")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub(crate) fn firmware_task<R>(row: &R) -> Result<FirmwareTaskRecord>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database>,
+    for<'r> i64: Decode<'r, R::Database>,
+    String: Type<R::Database>,
+    i64: Type<R::Database>,
+{
+    let product: String = get(row, "product_id")?;
+    Ok(FirmwareTaskRecord {
+        task_id: get(row, "task_id")?,
+        product_id: ProductId::parse(&product).map_err(corrupt)?,
+        version: get(row, "version")?,
+        original_version: get(row, "original_version")?,
+        upgrade_mode: get(row, "upgrade_mode")?,
+        task_type: get(row, "task_type")?,
+        timeout_secs: get(row, "timeout_secs")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub(crate) fn task_device<R>(row: &R) -> Result<TaskDeviceRecord>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database>,
+    for<'r> i64: Decode<'r, R::Database>,
+    String: Type<R::Database>,
+    i64: Type<R::Database>,
+{
+    let product: String = get(row, "product_id")?;
+    let name: String = get(row, "device_name")?;
+    Ok(TaskDeviceRecord {
+        task_id: get(row, "task_id")?,
+        product_id: ProductId::parse(&product).map_err(corrupt)?,
+        device_name: DeviceName::parse(&name).map_err(corrupt)?,
+        status: get(row, "status")?,
+        percent: get(row, "percent")?,
+        retcode: get(row, "retcode")?,
+        message: get(row, "message")?,
+        ori_version: get(row, "ori_version")?,
+        updated_at: get(row, "updated_at")?,
     })
 }

@@ -19,11 +19,12 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use crate::rows::{self, backend, contains_pattern, to_i64};
 use crate::{
-    ApiKeyRecord, DeleteProduct, DeviceFilter, DeviceRecord, Page, Paged, ProductRecord,
-    Registered, Result, ShadowRecord, Store, StoreError, TopicPolicyRecord, TopicRuleChange,
-    TopicRuleRecord,
+    ApiKeyRecord, DeleteProduct, DeviceFilter, DeviceRecord, FirmwareRecord, FirmwareTaskRecord,
+    Page, Paged, ProductRecord, Registered, Result, ShadowRecord, Store, StoreError,
+    TaskDeviceFilter, TaskDeviceRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
 };
 
+mod firmware;
 mod registration;
 mod rules;
 mod shadows;
@@ -509,6 +510,87 @@ impl Store for SqliteStore {
 
     async fn delete_topic_rule(&self, name: &str) -> Result<bool> {
         self.delete_rule(name).await
+    }
+
+    async fn insert_firmware(&self, firmware: &FirmwareRecord) -> Result<()> {
+        self.insert_fw(firmware).await
+    }
+
+    async fn firmware(&self, product: &ProductId, version: &str) -> Result<Option<FirmwareRecord>> {
+        self.get_fw(product, version).await
+    }
+
+    async fn list_firmwares(
+        &self,
+        product: Option<&ProductId>,
+        page: Page,
+    ) -> Result<Paged<FirmwareRecord>> {
+        self.list_fw(product, page).await
+    }
+
+    async fn edit_firmware(&self, firmware: &FirmwareRecord) -> Result<bool> {
+        self.edit_fw(firmware).await
+    }
+
+    async fn set_device_firmware_version(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        version: &str,
+        at: i64,
+    ) -> Result<bool> {
+        self.device_fw_version(product, name, version, at).await
+    }
+
+    async fn create_firmware_task(
+        &self,
+        task: &FirmwareTaskRecord,
+        devices: &[TaskDeviceRecord],
+    ) -> Result<i64> {
+        self.create_task(task, devices).await
+    }
+
+    async fn firmware_task(&self, task_id: i64) -> Result<Option<FirmwareTaskRecord>> {
+        self.get_task(task_id).await
+    }
+
+    async fn list_firmware_tasks(
+        &self,
+        product: &ProductId,
+        version: &str,
+        page: Page,
+    ) -> Result<Paged<FirmwareTaskRecord>> {
+        self.list_tasks(product, version, page).await
+    }
+
+    async fn task_devices(
+        &self,
+        product: &ProductId,
+        filter: &TaskDeviceFilter,
+        page: Page,
+    ) -> Result<Paged<TaskDeviceRecord>> {
+        self.list_task_devices(product, filter, page).await
+    }
+
+    async fn active_task_device(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+    ) -> Result<Option<TaskDeviceRecord>> {
+        self.active_entry(product, name).await
+    }
+
+    async fn update_task_device(&self, entry: &TaskDeviceRecord, from: &[i64]) -> Result<bool> {
+        self.update_entry(entry, from).await
+    }
+
+    async fn task_status_counts(
+        &self,
+        product: &ProductId,
+        version: &str,
+        task_id: Option<i64>,
+    ) -> Result<Vec<(i64, i64)>> {
+        self.status_counts(product, version, task_id).await
     }
 
     async fn register_device(

@@ -4,6 +4,7 @@
 
 mod delivery;
 mod device;
+mod firmware;
 mod message;
 mod product;
 mod rule;
@@ -40,6 +41,20 @@ pub(crate) async fn dispatch(
         "PublishMessage" => message::publish(state, p).await,
         "PublishRRPCMessage" => message::rrpc(state, p).await,
         "PublishBroadcastMessage" => message::broadcast(state, p).await,
+        "GetCOSURL" => firmware::cos_url(state, p).await,
+        "UploadFirmware" => firmware::upload(state, p).await,
+        "DescribeFirmware" => firmware::describe(state, p).await,
+        "ListFirmwares" => firmware::list(state, p).await,
+        "EditFirmware" => firmware::edit(state, p).await,
+        "GetAllVersion" => firmware::all_versions(state, p).await,
+        "BatchUpdateFirmware" => firmware::batch_update(state, p).await,
+        "DescribeFirmwareTask" => firmware::describe_task(state, p).await,
+        "DescribeFirmwareTasks" => firmware::list_tasks(state, p).await,
+        "DescribeFirmwareTaskDevices" => firmware::task_devices(state, p).await,
+        "DescribeFirmwareTaskDistribution" => firmware::distribution(state, p).await,
+        "DescribeFirmwareTaskStatistics" => firmware::statistics(state, p).await,
+        "CancelDeviceFirmwareTask" => firmware::cancel_device(state, p).await,
+        "RetryDeviceFirmwareTask" => firmware::retry_device(state, p).await,
         "DescribeDeviceShadow" => shadow::describe(state, p).await,
         "UpdateDeviceShadow" => shadow::update(state, p).await,
         "DeleteDeviceShadow" => shadow::delete(state, p).await,

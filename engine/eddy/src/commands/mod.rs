@@ -3,6 +3,7 @@
 pub mod admin_key;
 pub mod dlq;
 pub mod manage;
+pub mod ota;
 mod output;
 pub mod passwd;
 pub mod rule;

@@ -91,8 +91,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         broker.clone(),
         broker.clone(),
-        config.services.settings()?,
-    );
+        config.services.settings(&config.data_dir, addr)?,
+    )
+    .context("opening the firmware directory")?;
     broker.set_tap(Arc::new(eddy_core::Taps(vec![
         services.clone(),
         rules.clone(),

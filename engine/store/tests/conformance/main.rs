@@ -17,6 +17,7 @@
 
 mod backends;
 mod devices;
+mod firmware;
 mod fixtures;
 mod others;
 mod products;
@@ -27,6 +28,7 @@ mod shadows;
 use backends::{TestDatabase, run_check, sqlite_store, with_database};
 use devices::*;
 use eddy_store::PgStore;
+use firmware::*;
 use others::*;
 use products::*;
 use registration::*;
@@ -94,6 +96,7 @@ conformance!(
     shadows,
     device_log_level,
     register_device,
+    firmware_tasks,
 );
 
 #[test]
