@@ -12,6 +12,7 @@ mod auth;
 mod clients;
 mod device;
 mod forward;
+mod gateway;
 mod kafka;
 mod limits;
 mod malformed;

@@ -108,6 +108,12 @@ impl ApiState {
         self
     }
 
+    /// Sets how many sub-devices one gateway has at most (Tencent: 500).
+    pub fn with_max_sub_devices(mut self, max: i64) -> Self {
+        self.registry = self.registry.with_max_sub_devices(max);
+        self
+    }
+
     /// Sets how many topic rules the hub holds at most (Tencent's default is 1000).
     pub fn with_max_rules(mut self, max_rules: u64) -> Self {
         self.registry = self.registry.with_max_rules(max_rules);

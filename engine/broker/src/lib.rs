@@ -31,6 +31,7 @@ mod connection;
 pub mod device_auth;
 mod directory;
 pub mod events;
+mod gateway;
 pub mod metrics;
 mod retained;
 mod router;
@@ -98,6 +99,8 @@ pub struct Broker {
     status_inbox: Mutex<Option<mpsc::UnboundedReceiver<StatusEvent>>>,
     /// The later stage that sees every accepted message (the rule engine), once wired.
     tap: std::sync::OnceLock<Arc<dyn eddy_core::MessageTap>>,
+    /// Sub-devices gateways' connections act for.
+    pub(crate) proxies: gateway::Proxies,
     /// When each device last connected successfully (one entry per device ever seen).
     last_connect: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Failed authentications per source address: (count, start of the window).
@@ -135,6 +138,7 @@ impl Broker {
             status,
             status_inbox: Mutex::new(Some(inbox)),
             tap: std::sync::OnceLock::new(),
+            proxies: gateway::Proxies::default(),
             last_connect: Mutex::default(),
             auth_failures: Mutex::default(),
         });
@@ -469,8 +473,16 @@ impl Broker {
     /// Delivers a message to one device if it is subscribed to the topic: to its live
     /// connection, or (QoS 1, persistent session) into its durable queue.
     async fn deliver_to(&self, device: &DeviceId, message: Message) -> DownlinkOutcome {
-        let client_id: Arc<str> = Arc::from(device.client_id().as_str());
-        let Some(target) = self.router.target(&client_id) else {
+        let mut client_id: Arc<str> = Arc::from(device.client_id().as_str());
+        let mut target = self.router.target(&client_id);
+        // A sub-device online through its gateway is reached through the gateway.
+        if target.as_ref().is_none_or(|t| t.mailbox.is_none())
+            && let Some(gateway) = self.proxies.gateway_of(device)
+        {
+            client_id = Arc::from(gateway.client_id().as_str());
+            target = self.router.target(&client_id);
+        }
+        let Some(target) = target else {
             return DownlinkOutcome::DeviceOffline;
         };
         let Some(delivery) = self
@@ -546,6 +558,66 @@ impl eddy_core::Publish for Broker {
         self.route(&Arc::new(message))
             .await
             .map_err(|e| eddy_core::PublishError(e.to_string()))
+    }
+}
+
+#[async_trait::async_trait]
+impl eddy_core::SubDevices for Broker {
+    async fn attach(
+        &self,
+        gateway: &DeviceId,
+        sub: &DeviceId,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> bool {
+        let gateway_client: Arc<str> = Arc::from(gateway.client_id().as_str());
+        let live = |broker: &Self| {
+            broker
+                .router
+                .target(&gateway_client)
+                .is_some_and(|t| t.mailbox.is_some())
+        };
+        if !live(self) {
+            return false;
+        }
+        let entry = match self.directory.device(sub).await {
+            Ok(Some(entry)) if entry.enabled => entry,
+            Ok(_) => return false,
+            Err(err) => {
+                tracing::error!(error = %err, %sub, "looking up a sub-device failed");
+                return false;
+            }
+        };
+        let permissions = acl::DevicePermissions::for_device(sub, &entry.classes);
+        self.proxies.insert(gateway, sub.clone(), permissions);
+        // The gateway may have gone meanwhile; its cleanup may have run before the insert.
+        if !live(self) {
+            self.proxies.remove(gateway, sub);
+            return false;
+        }
+        self.record_status(StatusEvent {
+            device: sub.clone(),
+            online_from: Some(client_ip.map(|ip| ip.to_string()).unwrap_or_default()),
+            recorded: None,
+        });
+        tracing::info!(%gateway, %sub, "sub-device online through its gateway");
+        true
+    }
+
+    async fn detach(&self, gateway: &DeviceId, sub: &DeviceId) -> bool {
+        if !self.proxies.remove(gateway, sub) {
+            return false;
+        }
+        self.record_status(StatusEvent {
+            device: sub.clone(),
+            online_from: None,
+            recorded: None,
+        });
+        tracing::info!(%gateway, %sub, "sub-device offline");
+        true
+    }
+
+    fn gateway_of(&self, sub: &DeviceId) -> Option<DeviceId> {
+        self.proxies.gateway_of(sub)
     }
 }
 

@@ -28,3 +28,23 @@ pub trait Downlink: Send + Sync + std::fmt::Debug + 'static {
     /// by an administrator); returns whether it had one.
     async fn disconnect_device(&self, device: &DeviceId) -> bool;
 }
+
+/// Gateways speaking for their sub-devices (Tencent §6): the device services tell the
+/// broker which sub-devices a gateway's live connection acts for, and the broker lets that
+/// connection publish and subscribe on their topics and delivers their messages to it.
+#[async_trait::async_trait]
+pub trait SubDevices: Send + Sync + std::fmt::Debug + 'static {
+    /// From now on `gateway`'s live connection acts for `sub` (which is then online,
+    /// seen from `client_ip`); false if the gateway has no live connection or `sub` does
+    /// not exist.
+    async fn attach(
+        &self,
+        gateway: &DeviceId,
+        sub: &DeviceId,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> bool;
+    /// `gateway` no longer acts for `sub` (which is then offline); false if it did not.
+    async fn detach(&self, gateway: &DeviceId, sub: &DeviceId) -> bool;
+    /// The gateway whose connection acts for `sub` right now, if any.
+    fn gateway_of(&self, sub: &DeviceId) -> Option<DeviceId>;
+}

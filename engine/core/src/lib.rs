@@ -55,7 +55,7 @@ pub mod topic;
 pub mod topic_class;
 
 pub use credential::{EncryptionType, RegisterType};
-pub use downlink::{Downlink, DownlinkOutcome};
+pub use downlink::{Downlink, DownlinkOutcome, SubDevices};
 pub use filter_index::FilterIndex;
 pub use ids::{DeviceId, DeviceName, IdError, ProductId, ProductName};
 pub use message::{Message, MessageProperties, QoS};

@@ -142,6 +142,8 @@ pub struct ServicesConfig {
     /// How long PublishRRPCMessage waits for the device.
     #[serde(with = "humantime_serde")]
     pub rrpc_timeout: Duration,
+    /// Most sub-devices one gateway has.
+    pub max_sub_devices: i64,
     pub shadow: ShadowConfig,
     pub ota: OtaConfig,
 }
@@ -182,6 +184,11 @@ impl ServicesConfig {
                 "services.workers and services.queue must be at least 1".into(),
             ));
         }
+        if self.max_sub_devices < 1 {
+            return Err(ConfigError(
+                "services.max-sub-devices must be at least 1".into(),
+            ));
+        }
         if self.rrpc_timeout.is_zero() {
             return Err(ConfigError(
                 "services.rrpc-timeout must be more than 0s".into(),
@@ -203,6 +210,7 @@ impl ServicesConfig {
             workers: self.workers,
             queue: self.queue,
             ota: Some(self.ota.settings(data_dir, api)?),
+            max_sub_devices: self.max_sub_devices,
         })
     }
 }

@@ -9,6 +9,7 @@
 
 mod credentials;
 mod device;
+pub mod gateway;
 mod product;
 mod registration;
 pub mod rules;
@@ -78,6 +79,16 @@ pub enum RegistryError {
     DeviceActivated { product: String, device: String },
     #[error("product {product} has registered its limit of {limit} devices; raise RegisterLimit")]
     RegisterLimit { product: String, limit: i64 },
+    #[error("product {0} is not a gateway product (ProductType 5)")]
+    NotAGateway(String),
+    #[error("product {0} is a gateway product; its devices cannot be sub-devices")]
+    GatewayAsSubDevice(String),
+    #[error("device {sub} is bound to gateway {gateway} already")]
+    BoundElsewhere { sub: String, gateway: String },
+    #[error("gateway {gateway} has its most sub-devices ({limit})")]
+    SubDeviceLimit { gateway: String, limit: i64 },
+    #[error("device {sub} is not bound to gateway {gateway}")]
+    NotBound { sub: String, gateway: String },
     #[error("generating credentials failed: {0}")]
     Crypto(String),
     #[error(transparent)]
@@ -109,6 +120,12 @@ impl RegistryError {
             Self::RegistrationNeedsDevice { .. } => "ResourceNotFound.DeviceNotExist",
             Self::DeviceActivated { .. } => "FailedOperation.DeviceAlreadyActivated",
             Self::RegisterLimit { .. } => "LimitExceeded.DeviceRegisterLimit",
+            Self::NotAGateway(_) | Self::GatewayAsSubDevice(_) => {
+                "InvalidParameterValue.ProductTypeNotSupport"
+            }
+            Self::BoundElsewhere { .. } => "UnauthorizedOperation.DeviceHasAlreadyBindGateway",
+            Self::SubDeviceLimit { .. } => "LimitExceeded.GatewaySubDeviceLimit",
+            Self::NotBound { .. } => "UnauthorizedOperation.DeviceIsNotBindGateway",
             Self::Crypto(_) | Self::Store(_) => "InternalError",
         }
     }
@@ -143,6 +160,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     /// Most topic rules the hub holds ([`rules::DEFAULT_MAX_RULES`] unless set).
     max_rules: u64,
+    /// Most sub-devices one gateway has ([`gateway::DEFAULT_MAX_SUB_DEVICES`] unless set).
+    max_sub_devices: i64,
 }
 
 impl Registry {
@@ -150,7 +169,14 @@ impl Registry {
         Self {
             store,
             max_rules: rules::DEFAULT_MAX_RULES,
+            max_sub_devices: gateway::DEFAULT_MAX_SUB_DEVICES,
         }
+    }
+
+    /// Sets the most sub-devices one gateway has (Tencent: 500).
+    pub fn with_max_sub_devices(mut self, max: i64) -> Self {
+        self.max_sub_devices = max;
+        self
     }
 
     /// Sets the most topic rules the hub holds (`CreateTopicRule` beyond it answers

@@ -20,6 +20,7 @@
 //! survives kill -9.
 
 mod broadcast;
+mod gateway;
 pub mod ota;
 mod rrpc;
 pub mod shadow;
@@ -32,7 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_core::{
-    DeviceId, Downlink, Message, MessageTap, Offered, Publish, QoS, Topic, time::unix_now_ms,
+    DeviceId, Downlink, Message, MessageTap, Offered, Publish, QoS, SubDevices, Topic,
+    time::unix_now_ms,
 };
 use eddy_store::Store;
 use tokio::sync::{mpsc, oneshot};
@@ -59,6 +61,8 @@ pub struct ServiceSettings {
     /// Firmware storage and update tasks; without it OTA reports are still answered but
     /// no firmware can be uploaded.
     pub ota: Option<ota::OtaSettings>,
+    /// Most sub-devices one gateway has (Tencent: 500).
+    pub max_sub_devices: i64,
 }
 
 impl Default for ServiceSettings {
@@ -69,6 +73,7 @@ impl Default for ServiceSettings {
             workers: 4,
             queue: 1024,
             ota: None,
+            max_sub_devices: eddy_registry::gateway::DEFAULT_MAX_SUB_DEVICES,
         }
     }
 }
@@ -85,8 +90,12 @@ pub struct Services {
 #[derive(Debug)]
 struct Shared {
     store: Arc<dyn Store>,
+    /// Tencent's rules over the store (gateways and their sub-devices).
+    registry: eddy_registry::Registry,
     publish: Arc<dyn Publish>,
     downlink: Arc<dyn Downlink>,
+    /// Which sub-devices gateways' connections act for (the broker).
+    links: Arc<dyn SubDevices>,
     settings: ServiceSettings,
     rrpc: rrpc::Calls,
     ota: Option<(ota::FirmwareFiles, ota::OtaSettings)>,
@@ -96,30 +105,38 @@ struct Shared {
 struct Job {
     request: Request,
     message: Arc<Message>,
+    client_ip: Option<IpAddr>,
     /// Told when the job ran (the PUBACK of a QoS 1 request waits for it).
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 impl Services {
-    /// Starts the workers (inside a tokio runtime). `publish` sends answers into the
-    /// broker; `downlink` sends the management plane's messages to one device. Fails only
-    /// when the firmware directory cannot be opened.
-    pub fn start(
+    /// Starts the workers (inside a tokio runtime). `broker` takes the answers (its
+    /// [`Publish`]), the management plane's messages to one device ([`Downlink`]) and
+    /// the gateways' sub-devices ([`SubDevices`]). Fails only when the firmware directory
+    /// cannot be opened.
+    pub fn start<B>(
         store: Arc<dyn Store>,
-        publish: Arc<dyn Publish>,
-        downlink: Arc<dyn Downlink>,
+        broker: Arc<B>,
         settings: ServiceSettings,
-    ) -> std::io::Result<Arc<Self>> {
+    ) -> std::io::Result<Arc<Self>>
+    where
+        B: Publish + Downlink + SubDevices,
+    {
         let workers = settings.workers.max(1);
         let queue = settings.queue.max(1);
         let ota = match &settings.ota {
             Some(ota) => Some((ota::FirmwareFiles::open(&ota.dir)?, ota.clone())),
             None => None,
         };
+        let registry = eddy_registry::Registry::new(store.clone())
+            .with_max_sub_devices(settings.max_sub_devices);
         let shared = Arc::new(Shared {
             store,
-            publish,
-            downlink,
+            registry,
+            publish: broker.clone(),
+            downlink: broker.clone(),
+            links: broker,
             settings,
             rrpc: rrpc::Calls::default(),
             ota,
@@ -143,13 +160,21 @@ impl Services {
 }
 
 impl MessageTap for Services {
-    fn offer(&self, message: &Arc<Message>, _client_ip: Option<IpAddr>) -> Offered {
+    fn offer(&self, message: &Arc<Message>, client_ip: Option<IpAddr>) -> Offered {
         let Some(request) = Request::parse(message.topic.as_str()) else {
             return Offered::default();
         };
-        // Only the device itself speaks for its services (the topic ACL already keeps
-        // other devices out; this keeps generic clients and rule output out too).
-        if message.publisher != request.device().client_id() {
+        // Only the device itself, or the gateway acting for it, speaks for its services
+        // (the topic ACL already keeps other devices out; this keeps generic clients and
+        // rule output out too).
+        let device = request.device();
+        if message.publisher != device.client_id()
+            && self
+                .shared
+                .links
+                .gateway_of(device)
+                .is_none_or(|gateway| message.publisher != gateway.client_id())
+        {
             return Offered::default();
         }
         if let Request::RrpcReply(device, id) = &request {
@@ -172,6 +197,7 @@ impl MessageTap for Services {
         let job = Job {
             request,
             message: message.clone(),
+            client_ip,
             done,
         };
         let backpressure = match worker.try_send(job) {
@@ -203,6 +229,9 @@ async fn work(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>) {
             Request::Sys(device) => system::answer_time(&shared, device, &job.message).await,
             Request::Log(device) => system::answer_log_level(&shared, device, &job.message).await,
             Request::Ota(device) => ota::answer(&shared, device, &job.message).await,
+            Request::Gateway(device) => {
+                gateway::answer(&shared, device, &job.message, job.client_ip).await;
+            }
             Request::RrpcReply(..) => {}
         }
         if let Some(done) = job.done {
@@ -271,6 +300,7 @@ impl Request {
             | Request::Sys(d)
             | Request::Log(d)
             | Request::Ota(d)
+            | Request::Gateway(d)
             | Request::RrpcReply(d, _) => d,
         }
     }

@@ -13,6 +13,8 @@ pub(crate) enum Request {
     Log(DeviceId),
     /// `$ota/report/${pid}/${dn}`
     Ota(DeviceId),
+    /// `$gateway/operation/${pid}/${dn}`
+    Gateway(DeviceId),
     /// `$rrpc/txd/${pid}/${dn}/${processId}`: a device's answer to an RRPC call.
     RrpcReply(DeviceId, u64),
 }
@@ -37,6 +39,7 @@ impl Request {
             ("$sys", "operation", [pid, dn]) => device(pid, dn).map(Self::Sys),
             ("$log", "operation", [pid, dn]) => device(pid, dn).map(Self::Log),
             ("$ota", "report", [pid, dn]) => device(pid, dn).map(Self::Ota),
+            ("$gateway", "operation", [pid, dn]) => device(pid, dn).map(Self::Gateway),
             ("$rrpc", "txd", [pid, dn, id]) => {
                 let id = id.parse().ok()?;
                 device(pid, dn).map(|d| Self::RrpcReply(d, id))

@@ -18,10 +18,10 @@ mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
-use eddy_core::{DeviceName, ProductId};
+use eddy_core::{DeviceId, DeviceName, ProductId};
 
 pub use model::{
-    ApiKeyOrigin, ApiKeyRecord, CaRecord, DeviceFilter, DeviceRecord, FirmwareRecord,
+    ApiKeyOrigin, ApiKeyRecord, Bound, CaRecord, DeviceFilter, DeviceRecord, FirmwareRecord,
     FirmwareTaskRecord, OnlineState, Page, Paged, ProductRecord, Registered, ShadowRecord,
     TaskDeviceFilter, TaskDeviceRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
 };
@@ -221,6 +221,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         version: &str,
         task_id: Option<i64>,
     ) -> Result<Vec<(i64, i64)>>;
+
+    // Gateways and sub-devices.
+    /// Binds `sub` to `gateway` unless it is bound to another one or the gateway already
+    /// has `limit` sub-devices. One transaction.
+    async fn bind_sub_device(
+        &self,
+        gateway: &DeviceId,
+        sub: &DeviceId,
+        limit: i64,
+        at: i64,
+    ) -> Result<Bound>;
+    /// False if `sub` was not bound to `gateway`.
+    async fn unbind_sub_device(&self, gateway: &DeviceId, sub: &DeviceId) -> Result<bool>;
+    /// The gateway's sub-devices (of one product, or all), by product and name.
+    async fn sub_devices(
+        &self,
+        gateway: &DeviceId,
+        product: Option<&ProductId>,
+        page: Page,
+    ) -> Result<Paged<DeviceId>>;
+    async fn gateway_of(&self, sub: &DeviceId) -> Result<Option<DeviceId>>;
 
     // Device shadows and per-device settings.
     async fn shadow(&self, product: &ProductId, name: &DeviceName) -> Result<Option<ShadowRecord>>;

@@ -1,7 +1,7 @@
 //! The records the store keeps. Secrets are [`SecretString`]s so that printing a record
 //! never leaks them.
 
-use eddy_core::{DeviceName, EncryptionType, ProductId, ProductName, SecretString};
+use eddy_core::{DeviceId, DeviceName, EncryptionType, ProductId, ProductName, SecretString};
 
 /// A product's private CA (certificate products only).
 #[derive(Debug, Clone)]
@@ -282,4 +282,17 @@ pub struct TaskDeviceFilter {
     pub version: Option<String>,
     pub task_id: Option<i64>,
     pub device_name: Option<DeviceName>,
+}
+
+/// What [`Store::bind_sub_device`](crate::Store::bind_sub_device) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    /// Bound to the gateway (now or already).
+    Done,
+    /// Bound to another gateway; nothing changed.
+    Elsewhere(DeviceId),
+    /// The gateway has its most sub-devices.
+    LimitReached,
+    /// The sub-device or the gateway does not exist.
+    NoDevice,
 }

@@ -25,18 +25,20 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use eddy_core::secret::ExposeSecret;
 use eddy_core::time::unix_now;
-use eddy_core::{DeviceName, EncryptionType, ProductId};
+use eddy_core::{DeviceId, DeviceName, EncryptionType, ProductId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 
 use crate::rows::{self, backend, contains_pattern, to_i64};
 use crate::{
-    ApiKeyRecord, DeleteProduct, DeviceFilter, DeviceRecord, FirmwareRecord, FirmwareTaskRecord,
-    Page, Paged, ProductRecord, Registered, Result, ShadowRecord, Store, StoreError,
-    TaskDeviceFilter, TaskDeviceRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
+    ApiKeyRecord, Bound, DeleteProduct, DeviceFilter, DeviceRecord, FirmwareRecord,
+    FirmwareTaskRecord, Page, Paged, ProductRecord, Registered, Result, ShadowRecord, Store,
+    StoreError, TaskDeviceFilter, TaskDeviceRecord, TopicPolicyRecord, TopicRuleChange,
+    TopicRuleRecord,
 };
 
 mod firmware;
+mod gateway;
 mod registration;
 mod rules;
 mod shadows;
@@ -634,6 +636,33 @@ impl Store for PgStore {
         task_id: Option<i64>,
     ) -> Result<Vec<(i64, i64)>> {
         self.status_counts(product, version, task_id).await
+    }
+
+    async fn bind_sub_device(
+        &self,
+        gateway: &DeviceId,
+        sub: &DeviceId,
+        limit: i64,
+        at: i64,
+    ) -> Result<Bound> {
+        self.bind(gateway, sub, limit, at).await
+    }
+
+    async fn unbind_sub_device(&self, gateway: &DeviceId, sub: &DeviceId) -> Result<bool> {
+        self.unbind(gateway, sub).await
+    }
+
+    async fn sub_devices(
+        &self,
+        gateway: &DeviceId,
+        product: Option<&ProductId>,
+        page: Page,
+    ) -> Result<Paged<DeviceId>> {
+        self.bound(gateway, product, page).await
+    }
+
+    async fn gateway_of(&self, sub: &DeviceId) -> Result<Option<DeviceId>> {
+        self.binding_of(sub).await
     }
 
     async fn register_device(

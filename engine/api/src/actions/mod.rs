@@ -5,6 +5,7 @@
 mod delivery;
 mod device;
 mod firmware;
+mod gateway;
 mod message;
 mod product;
 mod rule;
@@ -41,6 +42,9 @@ pub(crate) async fn dispatch(
         "PublishMessage" => message::publish(state, p).await,
         "PublishRRPCMessage" => message::rrpc(state, p).await,
         "PublishBroadcastMessage" => message::broadcast(state, p).await,
+        "BindDevices" => gateway::bind(state, p).await,
+        "UnbindDevices" => gateway::unbind(state, p).await,
+        "DescribeGatewayBindDevices" => gateway::list(state, p).await,
         "GetCOSURL" => firmware::cos_url(state, p).await,
         "UploadFirmware" => firmware::upload(state, p).await,
         "DescribeFirmware" => firmware::describe(state, p).await,

@@ -287,6 +287,14 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
                 online_from: None,
                 recorded: None,
             });
+            // A gateway's sub-devices go offline with it.
+            for sub in broker.proxies.take_gateway(&admitted.client_id) {
+                broker.record_status(StatusEvent {
+                    device: sub,
+                    online_from: None,
+                    recorded: None,
+                });
+            }
         }
     };
     // A session that did not resume starts with nothing on disk; a resumed one sends

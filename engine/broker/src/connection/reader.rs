@@ -234,7 +234,10 @@ pub(super) async fn read_loop(
                     && !within_topic_limits(settings, topic.as_str())
                 {
                     Some(Refused::TopicLimits)
-                } else if !client.permissions.may_publish(&topic) {
+                } else if !(client.permissions.may_publish(&topic)
+                    || (client.device.is_some()
+                        && broker.proxies.may_publish(&client.client_id, &topic)))
+                {
                     Some(Refused::Acl)
                 } else {
                     None
@@ -506,7 +509,9 @@ fn subscribe(
             };
             own.is_some_and(|own| {
                 (!limits.device_topics || within_topic_limits(&broker.settings, own.as_str()))
-                    && client.permissions.may_subscribe(&own)
+                    && (client.permissions.may_subscribe(&own)
+                        || (client.device.is_some()
+                            && broker.proxies.may_subscribe(&client.client_id, &own)))
             }) && limits.max_subscriptions.is_none_or(|max| {
                 client.subscriptions.contains(f) || client.subscriptions.len() < max
             })

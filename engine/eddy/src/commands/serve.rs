@@ -90,7 +90,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let services = eddy_services::Services::start(
         store.clone(),
         broker.clone(),
-        broker.clone(),
         config.services.settings(&config.data_dir, addr)?,
     )
     .context("opening the firmware directory")?;
@@ -121,6 +120,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }))
         .with_delivery(Arc::new(crate::delivery::DeliveryApi(delivery.clone())))
         .with_max_rules(config.rules.max_rules)
+        .with_max_sub_devices(config.services.max_sub_devices)
         .with_metrics(render);
     api_state
         .reload_rules()

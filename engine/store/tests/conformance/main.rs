@@ -19,6 +19,7 @@ mod backends;
 mod devices;
 mod firmware;
 mod fixtures;
+mod gateway;
 mod others;
 mod products;
 mod registration;
@@ -29,6 +30,7 @@ use backends::{TestDatabase, run_check, sqlite_store, with_database};
 use devices::*;
 use eddy_store::PgStore;
 use firmware::*;
+use gateway::*;
 use others::*;
 use products::*;
 use registration::*;
@@ -97,6 +99,7 @@ conformance!(
     device_log_level,
     register_device,
     firmware_tasks,
+    gateway_bindings,
 );
 
 #[test]
