@@ -13,6 +13,7 @@ mod clients;
 mod device;
 mod forward;
 mod gateway;
+mod groups;
 mod kafka;
 mod limits;
 mod malformed;

@@ -51,6 +51,10 @@ pub enum Command {
     /// OTA update tasks: start one, watch its progress, cancel or retry a device.
     #[command(subcommand)]
     Ota(OtaCommand),
+    /// Device groups (Eddy's): named sets of devices, targets of `ota start --group` and
+    /// of broadcasts.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Hash a password for a generic MQTT client ([[mqtt.clients.users]]).
     ///
     /// Prints the argon2id PHC string to paste as the user's password-hash. The password is
@@ -422,11 +426,14 @@ pub enum OtaCommand {
         #[arg(value_name = "VERSION")]
         firmware_version: String,
         /// Devices to update.
-        #[arg(long, value_delimiter = ',', required_unless_present = "from_version")]
+        #[arg(long, value_delimiter = ',', required_unless_present_any = ["from_version", "group"])]
         devices: Vec<String>,
         /// Update every device of the product that runs this version.
-        #[arg(long, conflicts_with = "devices")]
+        #[arg(long, conflicts_with_all = ["devices", "group"])]
         from_version: Option<String>,
+        /// Update every device of the product in this device group.
+        #[arg(long, conflicts_with = "devices")]
+        group: Option<String>,
         /// Seconds a device may take once the update reached it (60-3600).
         #[arg(long, default_value_t = 3600)]
         timeout: i64,
@@ -462,6 +469,56 @@ pub enum OtaCommand {
         firmware_version: String,
         task_id: i64,
         device_name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group: 1-32 characters [a-zA-Z0-9:_-].
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List groups with their device counts.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List a group's devices.
+    Show {
+        name: String,
+        /// Only devices of this product.
+        #[arg(long)]
+        product: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Add devices of one product to a group.
+    Add {
+        name: String,
+        product_id: String,
+        #[arg(required = true)]
+        device_names: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove devices of one product from a group.
+    Remove {
+        name: String,
+        product_id: String,
+        #[arg(required = true)]
+        device_names: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a group (its devices stay).
+    Delete {
+        name: String,
         #[command(flatten)]
         api: ApiArgs,
     },

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use eddy::cli::{Cli, Command, ConfigCommand};
-use eddy::commands::{dlq, manage, ota, passwd, rule, serve};
+use eddy::commands::{dlq, group, manage, ota, passwd, rule, serve};
 use eddy::config::{Config, DEFAULT_TOML};
 use tracing_subscriber::EnvFilter;
 
@@ -70,6 +70,7 @@ fn main() -> ExitCode {
             Command::Dlq(cmd) => dlq::run(&config, cmd).await.map(Some),
             Command::Firmware(cmd) => ota::firmware(&config, cmd).await.map(Some),
             Command::Ota(cmd) => ota::run(&config, cmd).await.map(Some),
+            Command::Group(cmd) => group::run(&config, cmd).await.map(Some),
             Command::Config(ConfigCommand::Default) | Command::Passwd(_) => Ok(None),
         }
     });

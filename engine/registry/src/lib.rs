@@ -10,6 +10,7 @@
 mod credentials;
 mod device;
 pub mod gateway;
+mod groups;
 mod product;
 mod registration;
 pub mod rules;
@@ -79,6 +80,10 @@ pub enum RegistryError {
     DeviceActivated { product: String, device: String },
     #[error("product {product} has registered its limit of {limit} devices; raise RegisterLimit")]
     RegisterLimit { product: String, limit: i64 },
+    #[error("a device group named {0:?} already exists")]
+    GroupExists(String),
+    #[error("device group {0:?} does not exist")]
+    GroupNotFound(String),
     #[error("product {0} is not a gateway product (ProductType 5)")]
     NotAGateway(String),
     #[error("product {0} is a gateway product; its devices cannot be sub-devices")]
@@ -120,6 +125,9 @@ impl RegistryError {
             Self::RegistrationNeedsDevice { .. } => "ResourceNotFound.DeviceNotExist",
             Self::DeviceActivated { .. } => "FailedOperation.DeviceAlreadyActivated",
             Self::RegisterLimit { .. } => "LimitExceeded.DeviceRegisterLimit",
+            // Eddy's own actions, Eddy's codes in Tencent's style.
+            Self::GroupExists(_) => "InvalidParameterValue.DeviceGroupAlreadyExist",
+            Self::GroupNotFound(_) => "ResourceNotFound.DeviceGroupNotExist",
             Self::NotAGateway(_) | Self::GatewayAsSubDevice(_) => {
                 "InvalidParameterValue.ProductTypeNotSupport"
             }

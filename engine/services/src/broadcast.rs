@@ -20,6 +20,36 @@ pub struct Broadcast {
 }
 
 impl Services {
+    /// Sends `payload` to each of `devices` that is connected and subscribed to its
+    /// broadcast topic (a group's members, say), and says how many that were.
+    pub async fn broadcast_to(&self, devices: &[DeviceId], payload: Bytes, qos: QoS) -> Broadcast {
+        let mut outcome = Broadcast::default();
+        for id in devices {
+            outcome.devices += 1;
+            if self.send_broadcast(id, payload.clone(), qos).await {
+                outcome.delivered += 1;
+            }
+        }
+        outcome
+    }
+
+    async fn send_broadcast(&self, id: &DeviceId, payload: Bytes, qos: QoS) -> bool {
+        let topic = format!("$broadcast/rxd/{}/{}", id.product_id, id.device_name);
+        let Ok(topic) = Topic::parse(&topic) else {
+            return false;
+        };
+        let message = Message {
+            topic,
+            payload,
+            qos,
+            retain: false,
+            publisher: crate::SERVICE_PUBLISHER.to_owned(),
+            received_at_ms: unix_now_ms(),
+            properties: None,
+        };
+        self.shared.downlink.send_to_device(id, message).await == DownlinkOutcome::Delivered
+    }
+
     /// Sends `payload` to every device of `product` that is connected and subscribed to
     /// its broadcast topic, and says how many that were.
     pub async fn broadcast(
@@ -50,22 +80,7 @@ impl Services {
             for device in page.items {
                 outcome.devices += 1;
                 let id = DeviceId::new(device.product_id, device.name);
-                let topic = format!("$broadcast/rxd/{}/{}", id.product_id, id.device_name);
-                let Ok(topic) = Topic::parse(&topic) else {
-                    continue;
-                };
-                let message = Message {
-                    topic,
-                    payload: payload.clone(),
-                    qos,
-                    retain: false,
-                    publisher: crate::SERVICE_PUBLISHER.to_owned(),
-                    received_at_ms: unix_now_ms(),
-                    properties: None,
-                };
-                if self.shared.downlink.send_to_device(&id, message).await
-                    == DownlinkOutcome::Delivered
-                {
+                if self.send_broadcast(&id, payload.clone(), qos).await {
                     outcome.delivered += 1;
                 }
             }

@@ -148,6 +148,9 @@ impl Services {
                 tx
             })
             .collect();
+        if shared.ota.is_some() {
+            tokio::spawn(ota::sweep_timeouts(Arc::downgrade(&shared)));
+        }
         Ok(Arc::new(Self { shared, workers }))
     }
 

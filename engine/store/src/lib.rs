@@ -22,8 +22,9 @@ use eddy_core::{DeviceId, DeviceName, ProductId};
 
 pub use model::{
     ApiKeyOrigin, ApiKeyRecord, Bound, CaRecord, DeviceFilter, DeviceRecord, FirmwareRecord,
-    FirmwareTaskRecord, OnlineState, Page, Paged, ProductRecord, Registered, ShadowRecord,
-    TaskDeviceFilter, TaskDeviceRecord, TopicPolicyRecord, TopicRuleChange, TopicRuleRecord,
+    FirmwareTaskRecord, GroupRecord, OnlineState, Page, Paged, ProductRecord, Registered,
+    ShadowRecord, TaskDeviceFilter, TaskDeviceRecord, TopicPolicyRecord, TopicRuleChange,
+    TopicRuleRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -214,6 +215,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Writes an entry's status, percent, retcode, message and time if its current status
     /// is one of `from`; false otherwise (or if there is no such entry).
     async fn update_task_device(&self, entry: &TaskDeviceRecord, from: &[i64]) -> Result<bool>;
+    /// Marks timed out (10) every delivered, downloading or burning entry whose last
+    /// change is more than its task's timeout before `now`; how many it marked.
+    async fn time_out_task_devices(&self, now: i64) -> Result<u64>;
     /// How many task entries have each status: one task's, or a whole firmware version's.
     async fn task_status_counts(
         &self,
@@ -242,6 +246,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         page: Page,
     ) -> Result<Paged<DeviceId>>;
     async fn gateway_of(&self, sub: &DeviceId) -> Result<Option<DeviceId>>;
+
+    // Device groups.
+    async fn insert_group(&self, group: &GroupRecord) -> Result<()>;
+    /// False if there is no such group.
+    async fn delete_group(&self, name: &str) -> Result<bool>;
+    /// The group, with its member count.
+    async fn group(&self, name: &str) -> Result<Option<GroupRecord>>;
+    /// By name, with their member counts.
+    async fn list_groups(&self, page: Page) -> Result<Paged<GroupRecord>>;
+    /// Adds existing devices (already members are kept); false if there is no such group.
+    async fn add_group_devices(&self, name: &str, devices: &[DeviceId]) -> Result<bool>;
+    /// Removes members; how many were.
+    async fn remove_group_devices(&self, name: &str, devices: &[DeviceId]) -> Result<u64>;
+    /// Members (of one product, or all), by product and name.
+    async fn group_devices(
+        &self,
+        name: &str,
+        product: Option<&ProductId>,
+        page: Page,
+    ) -> Result<Paged<DeviceId>>;
 
     // Device shadows and per-device settings.
     async fn shadow(&self, product: &ProductId, name: &DeviceName) -> Result<Option<ShadowRecord>>;

@@ -296,3 +296,13 @@ pub enum Bound {
     /// The sub-device or the gateway does not exist.
     NoDevice,
 }
+
+/// A device group (Eddy's; Tencent's iotcloud API has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub name: String,
+    pub description: String,
+    pub created_at: i64,
+    /// Its members (filled in by listings; ignored when inserting).
+    pub devices: i64,
+}

@@ -20,13 +20,14 @@ use sqlx::{QueryBuilder, Sqlite};
 use crate::rows::{self, backend, contains_pattern, to_i64};
 use crate::{
     ApiKeyRecord, Bound, DeleteProduct, DeviceFilter, DeviceRecord, FirmwareRecord,
-    FirmwareTaskRecord, Page, Paged, ProductRecord, Registered, Result, ShadowRecord, Store,
-    StoreError, TaskDeviceFilter, TaskDeviceRecord, TopicPolicyRecord, TopicRuleChange,
+    FirmwareTaskRecord, GroupRecord, Page, Paged, ProductRecord, Registered, Result, ShadowRecord,
+    Store, StoreError, TaskDeviceFilter, TaskDeviceRecord, TopicPolicyRecord, TopicRuleChange,
     TopicRuleRecord,
 };
 
 mod firmware;
 mod gateway;
+mod groups;
 mod registration;
 mod rules;
 mod shadows;
@@ -586,6 +587,10 @@ impl Store for SqliteStore {
         self.update_entry(entry, from).await
     }
 
+    async fn time_out_task_devices(&self, now: i64) -> Result<u64> {
+        self.time_out_entries(now).await
+    }
+
     async fn task_status_counts(
         &self,
         product: &ProductId,
@@ -620,6 +625,39 @@ impl Store for SqliteStore {
 
     async fn gateway_of(&self, sub: &DeviceId) -> Result<Option<DeviceId>> {
         self.binding_of(sub).await
+    }
+
+    async fn insert_group(&self, group: &GroupRecord) -> Result<()> {
+        self.create_group(group).await
+    }
+
+    async fn delete_group(&self, name: &str) -> Result<bool> {
+        self.remove_group(name).await
+    }
+
+    async fn group(&self, name: &str) -> Result<Option<GroupRecord>> {
+        self.get_group(name).await
+    }
+
+    async fn list_groups(&self, page: Page) -> Result<Paged<GroupRecord>> {
+        self.list_group_records(page).await
+    }
+
+    async fn add_group_devices(&self, name: &str, devices: &[DeviceId]) -> Result<bool> {
+        self.add_members(name, devices).await
+    }
+
+    async fn remove_group_devices(&self, name: &str, devices: &[DeviceId]) -> Result<u64> {
+        self.remove_members(name, devices).await
+    }
+
+    async fn group_devices(
+        &self,
+        name: &str,
+        product: Option<&ProductId>,
+        page: Page,
+    ) -> Result<Paged<DeviceId>> {
+        self.members(name, product, page).await
     }
 
     async fn register_device(

@@ -276,6 +276,8 @@ pub(super) async fn batch_update(
     } else {
         Vec::new()
     };
+    // Eddy's: every member of this device group in the product.
+    let group = p.opt_str("GroupName")?;
     let method = p.opt_i64("UpgradeMethod")?.unwrap_or(0);
     let timeout = p
         .opt_i64("TimeoutInterval")?
@@ -310,15 +312,36 @@ pub(super) async fn batch_update(
             "must be 60–3600 seconds",
         ));
     }
-    let devices = names
+    let mut devices = names
         .iter()
         .map(|n| DeviceName::parse(n).map_err(ApiError::from))
         .collect::<Result<Vec<_>, _>>()?;
-    if devices.is_empty() == from_version.is_none() {
+    let choices = usize::from(!devices.is_empty())
+        + usize::from(from_version.is_some())
+        + usize::from(group.is_some());
+    if choices != 1 {
         return Err(ApiError::new(
             "InvalidParameterValue",
-            "Give either DeviceNames or FirmwareOriVersion (the version the devices run now).",
+            "Give one of DeviceNames, FirmwareOriVersion (the version the devices run now) or GroupName.",
         ));
+    }
+    if let Some(group) = &group {
+        devices = state
+            .registry
+            .all_group_devices(group, product.id.as_str())
+            .await?
+            .into_iter()
+            .map(|d| d.device_name)
+            .collect();
+        if devices.is_empty() {
+            return Err(ApiError::new(
+                "InvalidParameterValue",
+                format!(
+                    "Device group {group:?} has no device of product {}.",
+                    product.id
+                ),
+            ));
+        }
     }
     let task_id = services(state)?
         .create_task(NewTask {
@@ -326,6 +349,7 @@ pub(super) async fn batch_update(
             version,
             devices,
             from_version,
+            group,
             timeout_secs: timeout,
         })
         .await

@@ -113,9 +113,10 @@ pub(super) async fn rrpc(state: &ApiState, p: &Params) -> Result<Map<String, Val
     }
 }
 
-/// PublishBroadcastMessage: `Payload` to every device of the product that is online and
-/// subscribed to `$broadcast/rxd/${pid}/${dn}`; answers once it was handed to each, with
-/// a `TaskId` that names the broadcast in the hub's log.
+/// PublishBroadcastMessage: `Payload` to every device of the product (with Eddy's
+/// `GroupName`: of the product and the group) that is online and subscribed to
+/// `$broadcast/rxd/${pid}/${dn}`; answers once it was handed to each, with a `TaskId` that
+/// names the broadcast in the hub's log.
 pub(super) async fn broadcast(
     state: &ApiState,
     p: &Params,
@@ -123,17 +124,28 @@ pub(super) async fn broadcast(
     let product_id = p.str("ProductId")?;
     let qos = qos(p.i64("Qos")?)?;
     let payload = payload(p)?;
+    // Eddy's: only the product's devices in this device group.
+    let group = p.opt_str("GroupName")?;
     p.finish()?;
     let product = state.registry.product(&product_id).await?;
     let services = super::shadow::services(state)?;
     let task_id = i64::from(rand::random::<u32>());
-    let reached = services
-        .broadcast(&product.id, payload, qos)
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "listing devices for a broadcast failed");
-            ApiError::internal()
-        })?;
+    let reached = match &group {
+        Some(group) => {
+            let members = state
+                .registry
+                .all_group_devices(group, product.id.as_str())
+                .await?;
+            services.broadcast_to(&members, payload, qos).await
+        }
+        None => services
+            .broadcast(&product.id, payload, qos)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "listing devices for a broadcast failed");
+                ApiError::internal()
+            })?,
+    };
     tracing::info!(
         task_id,
         product = %product.id,

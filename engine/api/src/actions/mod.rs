@@ -6,6 +6,7 @@ mod delivery;
 mod device;
 mod firmware;
 mod gateway;
+mod group;
 mod message;
 mod product;
 mod rule;
@@ -42,6 +43,12 @@ pub(crate) async fn dispatch(
         "PublishMessage" => message::publish(state, p).await,
         "PublishRRPCMessage" => message::rrpc(state, p).await,
         "PublishBroadcastMessage" => message::broadcast(state, p).await,
+        "CreateDeviceGroup" => group::create(state, p).await,
+        "DeleteDeviceGroup" => group::delete(state, p).await,
+        "DescribeDeviceGroups" => group::list(state, p).await,
+        "AddDevicesToGroup" => group::add(state, p).await,
+        "RemoveDevicesFromGroup" => group::remove(state, p).await,
+        "DescribeGroupDevices" => group::devices(state, p).await,
         "BindDevices" => gateway::bind(state, p).await,
         "UnbindDevices" => gateway::unbind(state, p).await,
         "DescribeGatewayBindDevices" => gateway::list(state, p).await,

@@ -2,6 +2,7 @@
 
 pub mod admin_key;
 pub mod dlq;
+pub mod group;
 pub mod manage;
 pub mod ota;
 mod output;

@@ -150,15 +150,17 @@ pub async fn run(config: &Config, command: OtaCommand) -> anyhow::Result<String>
             firmware_version: version,
             devices,
             from_version,
+            group,
             timeout,
             api,
         } => {
             let mut params = json!({
                 "ProductId": product_id, "FirmwareVersion": version, "TimeoutInterval": timeout,
             });
-            match from_version {
-                Some(from) => params["FirmwareOriVersion"] = Value::String(from),
-                None => params["DeviceNames"] = json!(devices),
+            match (from_version, group) {
+                (Some(from), _) => params["FirmwareOriVersion"] = Value::String(from),
+                (None, Some(group)) => params["GroupName"] = Value::String(group),
+                (None, None) => params["DeviceNames"] = json!(devices),
             }
             let out = client(config, &api)?
                 .call("BatchUpdateFirmware", &params)

@@ -13,7 +13,9 @@
 //!   with a signed URL on the hub's own HTTP listener (Range requests resume downloads).
 //!
 //! Per-device status numbers are Tencent's: 1 pending, 2 delivered, 3 downloading,
-//! 4 burning, 5 failed, 6 done, 10 timed out; 9 (cancelled) is Eddy's.
+//! 4 burning, 5 failed, 6 done, 10 timed out (no progress for the task's
+//! `TimeoutInterval` since delivery or the last report; checked every few seconds);
+//! 9 (cancelled) is Eddy's.
 
 mod files;
 
@@ -94,6 +96,8 @@ pub struct NewTask {
     pub devices: Vec<DeviceName>,
     /// …or every device of the product now running this version.
     pub from_version: Option<String>,
+    /// The device group `devices` came from, if any (the task's upgrade mode says so).
+    pub group: Option<String>,
     pub timeout_secs: i64,
 }
 
@@ -239,7 +243,12 @@ impl Services {
                     })?;
                     devices.push(entry(device.name, device.firmware_version));
                 }
-                ("devicenames", String::new())
+                let mode = if new.group.is_some() {
+                    "group"
+                } else {
+                    "devicenames"
+                };
+                (mode, String::new())
             }
         };
         if devices.is_empty() {
@@ -395,6 +404,27 @@ impl Services {
                 device: device.to_string(),
                 task: task_id,
             })
+    }
+}
+
+/// How often delivered updates are checked against their task's timeout.
+const TIMEOUT_SWEEP: Duration = Duration::from_secs(5);
+
+/// Marks timed out (10) the updates that took longer than their task allows since they
+/// were delivered or last reported progress. Runs for the hub's life.
+pub(crate) async fn sweep_timeouts(shared: std::sync::Weak<Shared>) {
+    let mut every = tokio::time::interval(TIMEOUT_SWEEP);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match shared.store.time_out_task_devices(unix_now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(devices = n, "firmware updates timed out"),
+            Err(err) => tracing::warn!(error = %err, "checking firmware update timeouts failed"),
+        }
     }
 }
 

@@ -325,6 +325,21 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    pub(super) async fn time_out_entries(&self, now: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE firmware_task_devices SET status = 10, updated_at = $1
+             WHERE status BETWEEN 2 AND 4
+               AND updated_at + (SELECT t.timeout_secs FROM firmware_tasks t
+                                 WHERE t.task_id = firmware_task_devices.task_id) < $2",
+        )
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
     pub(super) async fn status_counts(
         &self,
         product: &ProductId,

@@ -20,6 +20,7 @@ mod devices;
 mod firmware;
 mod fixtures;
 mod gateway;
+mod groups;
 mod others;
 mod products;
 mod registration;
@@ -31,6 +32,7 @@ use devices::*;
 use eddy_store::PgStore;
 use firmware::*;
 use gateway::*;
+use groups::*;
 use others::*;
 use products::*;
 use registration::*;
@@ -100,6 +102,7 @@ conformance!(
     register_device,
     firmware_tasks,
     gateway_bindings,
+    device_groups,
 );
 
 #[test]
