@@ -16,6 +16,7 @@ mod gateway;
 mod groups;
 mod kafka;
 mod limits;
+mod logs;
 mod malformed;
 mod ota;
 mod plugins;

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod delivery;
 pub mod error;
 mod firmware;
+pub mod logs;
 pub mod params;
 pub mod register;
 pub mod rules;
@@ -71,6 +72,8 @@ pub struct ApiState {
     /// The device services (shadow, RRPC, broadcast, log level); without them those
     /// actions answer `FailedOperation`.
     pub services: Option<Arc<eddy_services::Services>>,
+    /// The device logs (ListLog, …); without them those actions answer `FailedOperation`.
+    pub logs: Option<Arc<dyn logs::LogsHook>>,
     /// Nonces of recent dynamic registrations, refused if repeated.
     pub(crate) nonces: Arc<register::Nonces>,
 }
@@ -94,8 +97,14 @@ impl ApiState {
             rules: None,
             delivery: None,
             services: None,
+            logs: None,
             nonces: Arc::default(),
         }
+    }
+
+    pub fn with_logs(mut self, logs: Arc<dyn logs::LogsHook>) -> Self {
+        self.logs = Some(logs);
+        self
     }
 
     pub fn with_services(mut self, services: Arc<eddy_services::Services>) -> Self {

@@ -1,6 +1,5 @@
-//! Connect and disconnect events: what the forwarding destinations (issue D) will turn
-//! into Tencent's `StatusChange` messages (`Event: Online|Offline`); nothing consumes them
-//! in `eddy serve` yet.
+//! Client events — connected, disconnected, refused at authentication, subscribed — for
+//! the device logs (`eddy-logs`; later also Tencent's `StatusChange` forwarding).
 //!
 //! They are emitted under the router's lock, so they come in exactly the order in which
 //! connections took over and released their ClientIds: a reconnect's `Connected` is never
@@ -21,6 +20,10 @@ pub const CAPACITY: usize = 4096;
 pub enum ClientEventKind {
     Connected,
     Disconnected,
+    /// A CONNECT was refused at authentication (`detail` says why).
+    AuthFailed,
+    /// A SUBSCRIBE was answered (`detail` lists the filters granted and refused).
+    Subscribed,
 }
 
 /// One client came or went.
@@ -33,6 +36,8 @@ pub struct ClientEvent {
     pub client_ip: IpAddr,
     /// When, Unix milliseconds.
     pub at_ms: i64,
+    /// What happened, in words (empty for connects and disconnects).
+    pub detail: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -51,14 +56,16 @@ impl Events {
         client_id: &Arc<str>,
         device: Option<&DeviceId>,
         client_ip: IpAddr,
+        detail: &str,
     ) {
-        // No receiver is not an error: nobody selects status events yet.
+        // No receiver is not an error: a hub may run without device logs.
         let _ = self.0.send(ClientEvent {
             kind,
             client_id: client_id.clone(),
             device: device.cloned(),
             client_ip,
             at_ms: eddy_core::time::unix_now_ms(),
+            detail: Arc::from(detail),
         });
     }
 

@@ -55,6 +55,9 @@ pub enum Command {
     /// of broadcasts.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Device logs: SQL over what devices did.
+    #[command(subcommand)]
+    Logs(LogsCommand),
     /// Hash a password for a generic MQTT client ([[mqtt.clients.users]]).
     ///
     /// Prints the argon2id PHC string to paste as the user's password-hash. The password is
@@ -469,6 +472,26 @@ pub enum OtaCommand {
         firmware_version: String,
         task_id: i64,
         device_name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Run a SQL query over the `logs` table, e.g.
+    /// "SELECT scene, COUNT(*) FROM logs WHERE device_name = 'd1' GROUP BY scene".
+    /// Columns: time_ms, request_id, scene (CONNECT, DISCONNECT, AUTH, SUBSCRIBE, PUBLISH),
+    /// result, product_id, device_name, client_id, client_ip, topic, content, payload,
+    /// source. Read-only.
+    Query {
+        sql: String,
+        /// Only logs from this time on (Unix milliseconds): fewer files to read.
+        #[arg(long, value_name = "MS")]
+        since: Option<i64>,
+        /// Only logs up to this time (Unix milliseconds).
+        #[arg(long, value_name = "MS")]
+        until: Option<i64>,
         #[command(flatten)]
         api: ApiArgs,
     },

@@ -53,6 +53,9 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// The device services (shadow, RRPC, …).
     pub services: ServicesConfig,
+    /// The device logs.
+    #[serde(rename = "device-logs")]
+    pub device_logs: DeviceLogsConfig,
     /// The rule engine's batching.
     pub rules: RulesConfig,
     /// Durable delivery of rule actions.
@@ -129,6 +132,42 @@ pub struct MqttConfig {
     pub offline_message_ttl: Duration,
     /// Generic (non-Tencent) MQTT clients: open-broker mode.
     pub clients: ClientsConfig,
+}
+
+/// `[device-logs]`: what devices did, as hourly Parquet files queried with SQL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DeviceLogsConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    pub payloads: bool,
+    #[serde(with = "humantime_serde")]
+    pub flush_every: Duration,
+    pub max_batch: usize,
+    pub queue: usize,
+}
+
+impl DeviceLogsConfig {
+    /// The logs' settings, or `None` when they are off.
+    pub fn settings(&self, data_dir: &Path) -> Result<Option<eddy_logs::LogSettings>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        if self.max_batch == 0 || self.queue == 0 || self.flush_every.is_zero() {
+            return Err(ConfigError(
+                "device-logs.max-batch, queue and flush-every must be more than 0".into(),
+            ));
+        }
+        Ok(Some(eddy_logs::LogSettings {
+            dir: data_dir.join("logs"),
+            retention: self.retention,
+            payloads: self.payloads,
+            flush_every: self.flush_every,
+            max_batch: self.max_batch,
+            queue: self.queue,
+        }))
+    }
 }
 
 /// `[services]`: the device services on Tencent's reserved topics.

@@ -1,9 +1,9 @@
 //! # eddy — the binary that wires the stages together
 //!
 //! `eddy serve` loads the configuration, opens the store, makes sure an admin API key
-//! exists, and starts the MQTT broker, the rule engine (fed by the broker, publishing
-//! back through it) and the management API (later: CoAP, delivery and plugins, each from
-//! its own crate). Every other subcommand is a client of the Cloud
+//! exists, and starts the MQTT broker, the device services, the device logs and the rule
+//! engine (each fed by the broker; the services and rule actions publish back through it),
+//! the delivery layer with its plugins, and the management API (later: CoAP). Every other subcommand is a client of the Cloud
 //! API, signed with TC3-HMAC-SHA256 like Tencent's SDKs.
 //!
 //! Only this crate knows all the others; the stages meet through traits in `eddy-core`.
@@ -15,4 +15,5 @@ pub mod config;
 pub mod delivery;
 pub mod destinations;
 pub mod directory;
+pub mod logs;
 pub mod rules;

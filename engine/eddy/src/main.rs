@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use eddy::cli::{Cli, Command, ConfigCommand};
-use eddy::commands::{dlq, group, manage, ota, passwd, rule, serve};
+use eddy::commands::{dlq, group, logs, manage, ota, passwd, rule, serve};
 use eddy::config::{Config, DEFAULT_TOML};
 use tracing_subscriber::EnvFilter;
 
@@ -71,6 +71,7 @@ fn main() -> ExitCode {
             Command::Firmware(cmd) => ota::firmware(&config, cmd).await.map(Some),
             Command::Ota(cmd) => ota::run(&config, cmd).await.map(Some),
             Command::Group(cmd) => group::run(&config, cmd).await.map(Some),
+            Command::Logs(cmd) => logs::run(&config, cmd).await.map(Some),
             Command::Config(ConfigCommand::Default) | Command::Passwd(_) => Ok(None),
         }
     });

@@ -51,7 +51,14 @@ pub(super) async fn publish(state: &ApiState, p: &Params) -> Result<Map<String, 
         properties: None,
     };
     let id = eddy_core::DeviceId::new(device.product_id, device.name);
-    match downlink.send_to_device(&id, message).await {
+    let logged = state.logs.as_ref().map(|_| message.clone());
+    let outcome = downlink.send_to_device(&id, message).await;
+    if let (Some(logs), Some(message)) = (&state.logs, logged)
+        && matches!(outcome, DownlinkOutcome::Delivered | DownlinkOutcome::Saved)
+    {
+        logs.record_downlink(&id, &message);
+    }
+    match outcome {
         DownlinkOutcome::Delivered => Ok(Map::new()),
         DownlinkOutcome::DeviceOffline => Err(ApiError::new(
             "FailedOperation.DeviceOffline",

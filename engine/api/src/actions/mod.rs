@@ -7,6 +7,7 @@ mod device;
 mod firmware;
 mod gateway;
 mod group;
+mod logs;
 mod message;
 mod product;
 mod rule;
@@ -43,6 +44,9 @@ pub(crate) async fn dispatch(
         "PublishMessage" => message::publish(state, p).await,
         "PublishRRPCMessage" => message::rrpc(state, p).await,
         "PublishBroadcastMessage" => message::broadcast(state, p).await,
+        "ListLog" => logs::list(state, p).await,
+        "ListLogPayload" => logs::list_payload(state, p).await,
+        "QueryDeviceLogs" => logs::query(state, p).await,
         "CreateDeviceGroup" => group::create(state, p).await,
         "DeleteDeviceGroup" => group::delete(state, p).await,
         "DescribeDeviceGroups" => group::list(state, p).await,

@@ -166,11 +166,18 @@ pub(super) async fn handshake(
     } else {
         authenticate(broker, &connect).await
     };
-    if matches!(
-        verdict,
-        Err(Refusal::BadCredentials | Refusal::NotAuthorized | Refusal::ClientId)
-    ) {
+    if let Err(refusal @ (Refusal::BadCredentials | Refusal::NotAuthorized | Refusal::ClientId)) =
+        &verdict
+    {
         broker.auth_failed(peer.ip());
+        let device = eddy_core::DeviceId::from_client_id(&connect.client_id).ok();
+        broker.events.emit(
+            crate::events::ClientEventKind::AuthFailed,
+            &std::sync::Arc::from(connect.client_id.as_str()),
+            device.as_ref(),
+            peer.ip(),
+            &format!("{refusal:?}"),
+        );
     }
     match verdict {
         Ok((device, permissions, max_qos)) => {

@@ -243,6 +243,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
                 &admitted.client_id,
                 admitted.device.as_ref(),
                 peer.ip(),
+                "",
             );
             match &admitted.device {
                 Some(device) => broker.record_status(StatusEvent {
@@ -280,6 +281,7 @@ async fn run(broker: Arc<Broker>, mut io: Io, peer: SocketAddr, mut admitted: Ad
             &admitted.client_id,
             admitted.device.as_ref(),
             peer.ip(),
+            "",
         );
         if let Some(device) = &admitted.device {
             broker.record_status(StatusEvent {

@@ -547,6 +547,20 @@ fn subscribe(
             }
         }
     }
+    // For the device logs: each filter and whether it was granted.
+    let detail = filters
+        .iter()
+        .zip(&granted)
+        .map(|((f, _), g)| format!("{f} {}", if g.is_some() { "granted" } else { "refused" }))
+        .collect::<Vec<_>>()
+        .join(", ");
+    broker.events.emit(
+        crate::events::ClientEventKind::Subscribed,
+        &client.client_id,
+        client.device.as_ref(),
+        client.peer_ip,
+        &detail,
+    );
     let reply = if client.v5 {
         MqttPacket::V5(v5::Packet::SubscribeAck(v5::SubscribeAck {
             packet_id,

@@ -3,6 +3,7 @@
 pub mod admin_key;
 pub mod dlq;
 pub mod group;
+pub mod logs;
 pub mod manage;
 pub mod ota;
 mod output;

@@ -93,10 +93,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.services.settings(&config.data_dir, addr)?,
     )
     .context("opening the firmware directory")?;
-    broker.set_tap(Arc::new(eddy_core::Taps(vec![
-        services.clone(),
-        rules.clone(),
-    ])));
+    // The device logs: client events from the broker, and every accepted message.
+    let device_logs = match config.device_logs.settings(&config.data_dir)? {
+        Some(settings) => {
+            let logs = eddy_logs::DeviceLogs::start(settings)
+                .context("opening the device log directory")?;
+            tokio::spawn(crate::logs::record_events(logs.clone(), broker.events()));
+            Some(logs)
+        }
+        None => None,
+    };
+    let mut taps: Vec<Arc<dyn eddy_core::MessageTap>> = vec![services.clone()];
+    if let Some(logs) = &device_logs {
+        taps.push(logs.clone());
+    }
+    taps.push(rules.clone());
+    broker.set_tap(Arc::new(eddy_core::Taps(taps)));
     let mut registry = Registry::default();
     broker.metrics.register(&mut registry);
     registry.register_collector(rules.collector());
@@ -110,7 +122,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         out
     }));
-    let api_state = ApiState::new(store)
+    let mut api_state = ApiState::new(store)
         .with_downlink(broker.clone())
         .with_services(services)
         .with_rules(Arc::new(crate::rules::RulesHook {
@@ -122,6 +134,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_max_rules(config.rules.max_rules)
         .with_max_sub_devices(config.services.max_sub_devices)
         .with_metrics(render);
+    if let Some(logs) = device_logs {
+        api_state = api_state.with_logs(Arc::new(crate::logs::LogsApi(logs)));
+    }
     api_state
         .reload_rules()
         .await
