@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod dlq;
+mod logs;
 mod ota;
 mod rules;
 #[path = "../support/mod.rs"]

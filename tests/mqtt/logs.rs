@@ -222,3 +222,137 @@ async fn device_activity_is_logged_and_queried() {
         "InvalidParameterValue"
     );
 }
+
+/// HMAC under the first 24 characters of the device's PSK string, as the SDKs key it.
+fn sdk_mac<M: hmac::Mac + hmac::digest::KeyInit>(psk: &str, msg: &[u8]) -> Vec<u8> {
+    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(&psk.as_bytes()[..24]).unwrap();
+    mac.update(msg);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// `/device/reportlog` as the Java SDK (hmacsha256) or the newer C SDK (hmacsha1, SHA-1
+/// body hash) signs it; returns the reply.
+async fn report(hub: &support::Hub, psk: &str, body: &Value, algorithm: &str, nonce: u32) -> Value {
+    use sha2::Digest as _;
+    let body = body.to_string();
+    let hash = if algorithm == "hmacsha1" {
+        hex::encode(sha1::Sha1::digest(body.as_bytes()))
+    } else {
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    };
+    let timestamp = support::now();
+    let to_sign = format!(
+        "POST\nap-guangzhou.gateway.tencentdevices.com\n/device/reportlog\n\n{algorithm}\n{timestamp}\n{nonce}\n{hash}"
+    );
+    let signature = if algorithm == "hmacsha1" {
+        sdk_mac::<hmac::Hmac<sha1::Sha1>>(psk, to_sign.as_bytes())
+    } else {
+        sdk_mac::<hmac::Hmac<sha2::Sha256>>(psk, to_sign.as_bytes())
+    };
+    reqwest::Client::new()
+        .post(format!("{}/device/reportlog", hub.endpoint))
+        .header("Content-Type", "application/json;charset=utf-8")
+        .header("X-TC-Algorithm", algorithm)
+        .header("X-TC-Timestamp", timestamp.to_string())
+        .header("X-TC-Nonce", nonce.to_string())
+        .header("X-TC-Signature", BASE64.encode(signature))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sdk_log_uploads_in_both_protocols_reach_list_sdk_log() {
+    let (_dir, hub, api, pid, psk) = hub_with_device("", "loggers").await;
+
+    // The C SDK's legacy upload: a 112-byte header signed with HMAC-SHA1, lines ending \n\f.
+    let legacy = |psk: &str| {
+        let mut signed = format!("P###{pid}{:#<48}{:010}", "a", 0).into_bytes();
+        signed.extend_from_slice(
+            b"ERR|2026-11-28 10:00:00|mqtt_client.c|connect(12): boom\n\x0cINF|2026-11-28 10:00:01|x.c|y(1): fine\n\x0c",
+        );
+        let mut body = hex::encode(sdk_mac::<hmac::Hmac<sha1::Sha1>>(psk, &signed)).into_bytes();
+        body.extend_from_slice(&signed);
+        body
+    };
+    let post = |body: Vec<u8>| {
+        let url = format!("{}/cgi-bin/report-log", hub.endpoint);
+        async move {
+            let reply: Value = reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", "text/plain;charset=utf-8")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            reply
+        }
+    };
+    assert_eq!(post(legacy(&psk)).await["Retcode"], 0);
+    assert_ne!(
+        post(legacy("AAAAAAAAAAAAAAAAAAAAAAAAAAAA")).await["Retcode"],
+        0,
+        "wrong key"
+    );
+
+    // The current Java SDK: one element holding \n\f-separated lines, hmacsha256.
+    let java = json!({"ProductId": pid, "DeviceName": "a",
+                      "Message": ["WRN|2026-11-28 10:00:02|tag|careful\n\u{c}DBG|2026-11-28 10:00:03|tag|detail\n\u{c}"]});
+    let reply = report(&hub, &psk, &java, "hmacsha256", 1).await;
+    assert!(
+        reply["Response"]["RequestId"].is_string() && reply["Response"]["Error"].is_null(),
+        "{reply}"
+    );
+    assert_eq!(
+        report(&hub, &psk, &java, "hmacsha256", 1).await["Response"]["Error"]["Code"],
+        "AuthFailure.NonceReused"
+    );
+    // The newer C SDK: one element per line, hmacsha1 with a SHA-1 body hash.
+    let c = json!({"DeviceName": "a", "Level": "ERR", "ProductId": pid,
+                   "Message": ["ERR|2026-11-28 10:00:04|log.c|f(9): late"]});
+    let reply = report(&hub, &psk, &c, "hmacsha1", 2).await;
+    assert!(reply["Response"]["Error"].is_null(), "{reply}");
+    let reply = report(&hub, "BBBBBBBBBBBBBBBBBBBBBBBBBBBB", &c, "hmacsha1", 3).await;
+    assert_eq!(
+        reply["Response"]["Error"]["Code"],
+        "AuthFailure.SignatureFailure"
+    );
+
+    let window = |keywords: &str| {
+        json!({"MinTime": support::now() * 1000 - 60_000, "MaxTime": support::now() * 1000 + 60_000,
+               "Keywords": keywords, "MaxNum": 100})
+    };
+    let all = until(
+        &api,
+        "ListSDKLog",
+        &window(&format!("productid:{pid} devicename:a")),
+        |a| a["Results"].as_array().is_some_and(|r| r.len() == 5),
+    )
+    .await;
+    let mut levels: Vec<&str> = all["Results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Level"].as_str().unwrap())
+        .collect();
+    levels.sort_unstable();
+    assert_eq!(levels, ["DBG", "ERR", "ERR", "INF", "WRN"]);
+    let errors = api
+        .call("ListSDKLog", &window("loglevel:err"))
+        .await
+        .unwrap();
+    let errors = errors["Results"].as_array().unwrap();
+    assert_eq!(errors.len(), 2);
+    assert!(errors.iter().any(|r| r["DateTime"] == "2026-11-28 10:00:00"
+        && r["Content"] == "ERR|2026-11-28 10:00:00|mqtt_client.c|connect(12): boom"));
+    // The SDK's lines are not device events.
+    let events = api.call("ListLog", &window("scene:SDK")).await.unwrap();
+    assert_eq!(events["Results"].as_array().unwrap().len(), 0);
+}

@@ -164,7 +164,18 @@ async fn firmware_update_end_to_end_and_across_kill_9() {
     )
     .await
     .unwrap();
-    // A registered version cannot be replaced, nor registered twice.
+    // A registered version cannot be replaced, nor registered twice: GetCOSURL says so,
+    // and an upload URL given before is refused.
+    assert_eq!(
+        error_code(
+            api.call(
+                "GetCOSURL",
+                &json!({"ProductId": pid, "FirmwareVersion": "2.0.0"})
+            )
+            .await
+        ),
+        "InvalidParameterValue.FirmwareAlreadyExist"
+    );
     let again = reqwest::Client::new()
         .put(&url)
         .body(b"x".to_vec())

@@ -28,6 +28,7 @@ pub mod logs;
 pub mod params;
 pub mod register;
 pub mod rules;
+mod sdk_log;
 pub mod tc3;
 
 use std::net::SocketAddr;
@@ -165,6 +166,11 @@ pub fn router(state: ApiState) -> Router {
             "/register/dev",
             axum::routing::post(register::register_legacy),
         )
+        .route(
+            "/cgi-bin/report-log",
+            axum::routing::post(sdk_log::report_legacy),
+        )
+        .route("/device/reportlog", axum::routing::post(sdk_log::report))
         .route(
             "/firmware/upload/{product}/{version}",
             axum::routing::put(firmware::upload),

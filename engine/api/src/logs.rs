@@ -22,4 +22,7 @@ pub trait LogsHook: Send + Sync + std::fmt::Debug + 'static {
 
     /// Records a message the management plane sent to `device` (PublishMessage).
     fn record_downlink(&self, device: &DeviceId, message: &Message);
+
+    /// Records lines of a device SDK's own log, uploaded by the device.
+    fn record_sdk_log(&self, device: &DeviceId, lines: &[&str]);
 }

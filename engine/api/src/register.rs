@@ -312,7 +312,7 @@ fn check_nonce(state: &ApiState, product: &ProductRecord, nonce: &str) -> Result
     Ok(())
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
         // Not the colons of a bare IPv6 address.
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
@@ -375,6 +375,31 @@ pub fn encrypt(secret: &str, plaintext: &[u8]) -> Option<String> {
     let cipher = cbc::Encryptor::<aes::Aes128>::new_from_slices(key, b"0000000000000000").ok()?;
     let encrypted = cipher.encrypt_padded_vec_mut::<NoPadding>(&buffer);
     Some(BASE64.encode(encrypted))
+}
+
+/// [`check_timestamp`] for other signed device endpoints (SDK log upload).
+pub(crate) fn check_timestamp_for(timestamp: &str) -> Result<(), ApiError> {
+    check_timestamp(timestamp).map_err(|r| r.error)
+}
+
+/// [`check_nonce`] for other signed device endpoints; nonces are per product and shared
+/// with registration (a nonce is never reused by the same product's devices).
+pub(crate) fn check_nonce_for(
+    state: &ApiState,
+    product: &str,
+    nonce: &str,
+) -> Result<(), ApiError> {
+    if nonce.is_empty() {
+        return Err(ApiError::invalid("X-TC-Nonce", "must not be empty"));
+    }
+    if state.nonces.first_use(product, nonce, unix_now()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            "AuthFailure.NonceReused",
+            format!("The nonce {nonce} was used already; every request needs a new one."),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -481,9 +481,9 @@ pub enum OtaCommand {
 pub enum LogsCommand {
     /// Run a SQL query over the `logs` table, e.g.
     /// "SELECT scene, COUNT(*) FROM logs WHERE device_name = 'd1' GROUP BY scene".
-    /// Columns: time_ms, request_id, scene (CONNECT, DISCONNECT, AUTH, SUBSCRIBE, PUBLISH),
-    /// result, product_id, device_name, client_id, client_ip, topic, content, payload,
-    /// source. Read-only.
+    /// Columns: time_ms, request_id, scene (CONNECT, DISCONNECT, AUTH, SUBSCRIBE, PUBLISH,
+    /// SDK), result, product_id, device_name, client_id, client_ip, topic, content, payload,
+    /// source, level. Read-only.
     Query {
         sql: String,
         /// Only logs from this time on (Unix milliseconds): fewer files to read.

@@ -59,6 +59,7 @@ fn row(event: &ClientEvent) -> LogRecord {
         content,
         payload: None,
         source: None,
+        level: None,
     }
 }
 
@@ -92,5 +93,30 @@ impl eddy_api::logs::LogsHook for LogsApi {
 
     fn record_downlink(&self, device: &eddy_core::DeviceId, message: &eddy_core::Message) {
         self.0.record_publish(message, Some(device), None, "api");
+    }
+
+    fn record_sdk_log(&self, device: &eddy_core::DeviceId, lines: &[&str]) {
+        let now = eddy_core::time::unix_now_ms();
+        for line in lines {
+            // `LVL|time|…` (the C and Java SDKs); else the level is the first 3 characters.
+            let level = match line.split_once('|') {
+                Some((level, _)) => level,
+                None => line.get(..3).unwrap_or(line),
+            };
+            self.0.record(LogRecord {
+                time_ms: now,
+                scene: Scene::Sdk,
+                result: "success",
+                product_id: Some(device.product_id.to_string()),
+                device_name: Some(device.device_name.to_string()),
+                client_id: device.client_id(),
+                client_ip: None,
+                topic: None,
+                content: (*line).to_owned(),
+                payload: None,
+                source: Some("sdk"),
+                level: Some(level.to_owned()),
+            });
+        }
     }
 }

@@ -151,6 +151,7 @@ mod tests {
             content: format!("{} {device}", scene.as_str()),
             payload: None,
             source: None,
+            level: None,
         }
     }
 

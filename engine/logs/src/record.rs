@@ -13,6 +13,8 @@ pub enum Scene {
     Auth,
     Subscribe,
     Publish,
+    /// A line of the device SDK's own log, uploaded by the device.
+    Sdk,
 }
 
 impl Scene {
@@ -23,6 +25,7 @@ impl Scene {
             Self::Auth => "AUTH",
             Self::Subscribe => "SUBSCRIBE",
             Self::Publish => "PUBLISH",
+            Self::Sdk => "SDK",
         }
     }
 }
@@ -46,6 +49,8 @@ pub struct LogRecord {
     pub payload: Option<Vec<u8>>,
     /// Where a message came from: `device`, `api`, `client` (Tencent's `SrcType`).
     pub source: Option<&'static str>,
+    /// An SDK log line's level (`ERR`, `WRN`, `INF`, `DBG`).
+    pub level: Option<String>,
 }
 
 /// The `logs` table's columns.
@@ -63,6 +68,7 @@ pub fn schema() -> SchemaRef {
         Field::new("content", DataType::Utf8, false),
         Field::new("payload", DataType::Binary, true),
         Field::new("source", DataType::Utf8, true),
+        Field::new("level", DataType::Utf8, true),
     ]))
 }
 
@@ -84,6 +90,7 @@ pub(crate) fn batch(
     let mut content = StringBuilder::new();
     let mut payload = BinaryBuilder::new();
     let mut source = StringBuilder::new();
+    let mut level = StringBuilder::new();
     for (i, r) in rows.iter().enumerate() {
         time.append_value(r.time_ms);
         ids.append_value(format!("{}-{}", r.time_ms, first_seq + i as u64));
@@ -97,6 +104,7 @@ pub(crate) fn batch(
         content.append_value(&r.content);
         payload.append_option(r.payload.as_deref());
         source.append_option(r.source);
+        level.append_option(r.level.as_deref());
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(time.finish()),
@@ -111,6 +119,7 @@ pub(crate) fn batch(
         Arc::new(content.finish()),
         Arc::new(payload.finish()),
         Arc::new(source.finish()),
+        Arc::new(level.finish()),
     ];
     RecordBatch::try_new(schema(), columns)
 }

@@ -36,6 +36,7 @@ impl DeviceLogs {
             ),
             payload: self.keeps_payloads().then(|| message.payload.to_vec()),
             source: Some(source),
+            level: None,
         });
     }
 }

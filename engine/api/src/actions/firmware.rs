@@ -102,6 +102,23 @@ pub(super) async fn cos_url(state: &ApiState, p: &Params) -> Result<Map<String, 
             ),
         ));
     }
+    // A registered version cannot be replaced: say so before the client sends the file.
+    if state
+        .registry
+        .store()
+        .firmware(&product.id, &version)
+        .await
+        .map_err(|e| ota_error(e.into()))?
+        .is_some()
+    {
+        return Err(ApiError::new(
+            "InvalidParameterValue.FirmwareAlreadyExist",
+            format!(
+                "Firmware {version} of {} is registered already; it cannot be replaced.",
+                product.id
+            ),
+        ));
+    }
     let url = services
         .upload_url(&product.id, &version)
         .map_err(ota_error)?;

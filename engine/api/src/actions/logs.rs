@@ -1,5 +1,5 @@
-//! ListLog, ListLogPayload (Tencent's), QueryDeviceLogs (Eddy's: SQL over the `logs`
-//! table). Tencent's `Keywords` are `key:value` pairs and words, space-separated: keys
+//! ListLog, ListLogPayload, ListSDKLog (Tencent's), QueryDeviceLogs (Eddy's: SQL over
+//! the `logs` table). Tencent's `Keywords` are `key:value` pairs and words, space-separated: keys
 //! `requestid`, `productid`, `devicename`, `scene` (ListLogPayload: `topic` too); words
 //! must appear in the row's content (ListLog) or topic (ListLogPayload). `Context` is where
 //! the next page starts; `Listover` says there is none.
@@ -54,8 +54,19 @@ struct Search {
     limit: i64,
 }
 
+/// Which rows a listing shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// ListLog: device events (not the SDK's own lines).
+    Events,
+    /// ListLogPayload: messages.
+    Payloads,
+    /// ListSDKLog: lines devices uploaded.
+    Sdk,
+}
+
 /// Reads MinTime, MaxTime, Keywords, Context, MaxNum into SQL conditions.
-fn search(p: &Params, words_column: &str, payload: bool) -> Result<Search, ApiError> {
+fn search(p: &Params, words_column: &str, rows: Rows) -> Result<Search, ApiError> {
     let min = p.i64("MinTime")?;
     let max = p.i64("MaxTime")?;
     let keywords = p.opt_str("Keywords")?.unwrap_or_default();
@@ -81,20 +92,24 @@ fn search(p: &Params, words_column: &str, payload: bool) -> Result<Search, ApiEr
         ));
     }
     let mut conditions = vec![format!("time_ms BETWEEN {min} AND {max}")];
-    conditions.push(if payload {
-        "scene = 'PUBLISH'".to_owned()
-    } else {
-        "TRUE".to_owned()
-    });
+    conditions.push(
+        match rows {
+            Rows::Events => "scene <> 'SDK'",
+            Rows::Payloads => "scene = 'PUBLISH'",
+            Rows::Sdk => "scene = 'SDK'",
+        }
+        .to_owned(),
+    );
     for token in keywords.split_whitespace() {
         match token.split_once(':') {
             Some((key, value)) => {
                 let column = match key.to_ascii_lowercase().as_str() {
-                    "requestid" => "request_id",
+                    "requestid" if rows != Rows::Sdk => "request_id",
                     "productid" => "product_id",
                     "devicename" => "device_name",
-                    "scene" if !payload => "scene",
-                    "topic" if payload => "topic",
+                    "scene" if rows == Rows::Events => "scene",
+                    "topic" if rows == Rows::Payloads => "topic",
+                    "loglevel" if rows == Rows::Sdk => "level",
                     other => {
                         return Err(ApiError::invalid(
                             "Keywords",
@@ -102,7 +117,7 @@ fn search(p: &Params, words_column: &str, payload: bool) -> Result<Search, ApiEr
                         ));
                     }
                 };
-                let value = if column == "scene" {
+                let value = if column == "scene" || column == "level" {
                     value.to_ascii_uppercase()
                 } else {
                     value.to_owned()
@@ -163,7 +178,7 @@ fn text(row: &Map<String, Value>, key: &str) -> String {
 }
 
 pub(super) async fn list(state: &ApiState, p: &Params) -> Result<Map<String, Value>, ApiError> {
-    let s = search(p, "content", false)?;
+    let s = search(p, "content", Rows::Events)?;
     let (rows, total, over) = page(
         state,
         &s,
@@ -199,7 +214,7 @@ pub(super) async fn list_payload(
     state: &ApiState,
     p: &Params,
 ) -> Result<Map<String, Value>, ApiError> {
-    let s = search(p, "topic", true)?;
+    let s = search(p, "topic", Rows::Payloads)?;
     let (rows, _, over) = page(
         state,
         &s,
@@ -227,6 +242,42 @@ pub(super) async fn list_payload(
                 "Payload": BASE64.encode(&payload),
                 "RequestId": text(r, "request_id"),
                 "DateTime": text(r, "time_ms"),
+            })
+        })
+        .collect();
+    let context = s.offset + i64::try_from(results.len()).unwrap_or(0);
+    Ok(object(json!({
+        "Context": if over { String::new() } else { context.to_string() },
+        "Listover": over,
+        "Results": results,
+    })))
+}
+
+/// ListSDKLog: lines device SDKs uploaded (`/cgi-bin/report-log`, `/device/reportlog`).
+pub(super) async fn list_sdk(state: &ApiState, p: &Params) -> Result<Map<String, Value>, ApiError> {
+    let s = search(p, "content", Rows::Sdk)?;
+    let (rows, _, over) = page(
+        state,
+        &s,
+        "time_ms, request_id, product_id, device_name, level, content",
+    )
+    .await?;
+    let results: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            // The line's own time when it has one (`LVL|YYYY-MM-DD HH:MM:SS|…`).
+            let content = text(r, "content");
+            let date = content
+                .split('|')
+                .nth(1)
+                .filter(|d| d.len() == 19)
+                .map_or_else(|| text(r, "time_ms"), str::to_owned);
+            json!({
+                "ProductId": text(r, "product_id"),
+                "DeviceName": text(r, "device_name"),
+                "Level": text(r, "level"),
+                "DateTime": date,
+                "Content": content,
             })
         })
         .collect();

@@ -46,6 +46,7 @@ pub(crate) async fn dispatch(
         "PublishBroadcastMessage" => message::broadcast(state, p).await,
         "ListLog" => logs::list(state, p).await,
         "ListLogPayload" => logs::list_payload(state, p).await,
+        "ListSDKLog" => logs::list_sdk(state, p).await,
         "QueryDeviceLogs" => logs::query(state, p).await,
         "CreateDeviceGroup" => group::create(state, p).await,
         "DeleteDeviceGroup" => group::delete(state, p).await,
