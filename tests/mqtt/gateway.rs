@@ -40,6 +40,18 @@ fn results(reply: &Value) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// The registry records online states in order but after the answer: wait for `want`.
+async fn becomes(api: &eddy::client::ApiClient, pid: &str, dn: &str, want: i64) {
+    let deadline = std::time::Instant::now() + crate::STEP;
+    while online(api, pid, dn).await != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{dn} never became {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn online(api: &eddy::client::ApiClient, pid: &str, dn: &str) -> i64 {
     api.call(
         "DescribeDevice",
@@ -182,7 +194,7 @@ async fn a_gateway_speaks_for_its_sub_devices() {
         [("s1".into(), 0), ("s5".into(), -1)],
         "s5 is not bound"
     );
-    assert_eq!(online(&api, &pid, "s1").await, 1);
+    becomes(&api, &pid, "s1", 1).await;
 
     // Online: the gateway subscribes to s1's control topic and gets PublishMessage for s1.
     gateway.subscribe(&control).await;
@@ -229,7 +241,7 @@ async fn a_gateway_speaks_for_its_sub_devices() {
         )
         .await;
     assert_eq!(results(&reply), [("s2".into(), 0)]);
-    assert_eq!(online(&api, &pid, "s2").await, 1);
+    becomes(&api, &pid, "s2", 1).await;
     gateway.client.disconnect().await.unwrap();
     let _ = crate::next_incoming(&mut gateway.events).await;
     drop(gateway);
