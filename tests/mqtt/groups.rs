@@ -108,33 +108,7 @@ async fn groups_target_broadcasts_and_update_tasks() {
     );
 
     // An update task for the group holds the product's members: a and c.
-    let firmware = vec![7u8; 4096];
-    let url = api
-        .call(
-            "GetCOSURL",
-            &json!({"ProductId": pid, "FirmwareVersion": "3.0"}),
-        )
-        .await
-        .unwrap()["Url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    reqwest::Client::new()
-        .put(&url)
-        .body(firmware.clone())
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
-    use md5::Digest as _;
-    api.call(
-        "UploadFirmware",
-        &json!({"ProductId": pid, "FirmwareVersion": "3.0",
-                "Md5sum": hex::encode(md5::Md5::digest(&firmware)), "FileSize": firmware.len()}),
-    )
-    .await
-    .unwrap();
+    crate::ota::upload(&api, &pid, "3.0", &[7u8; 4096]).await;
     let task = api
         .call(
             "BatchUpdateFirmware",

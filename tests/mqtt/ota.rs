@@ -35,7 +35,7 @@ fn md5_hex(bytes: &[u8]) -> String {
 }
 
 /// GetCOSURL, PUT, UploadFirmware.
-async fn upload(api: &eddy::client::ApiClient, pid: &str, version: &str, bytes: &[u8]) {
+pub async fn upload(api: &eddy::client::ApiClient, pid: &str, version: &str, bytes: &[u8]) {
     let url = api
         .call(
             "GetCOSURL",

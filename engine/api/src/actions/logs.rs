@@ -177,37 +177,44 @@ fn text(row: &Map<String, Value>, key: &str) -> String {
     }
 }
 
-pub(super) async fn list(state: &ApiState, p: &Params) -> Result<Map<String, Value>, ApiError> {
-    let s = search(p, "content", Rows::Events)?;
-    let (rows, total, over) = page(
-        state,
-        &s,
-        "time_ms, request_id, scene, result, product_id, device_name, content",
-    )
-    .await?;
-    let results: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "Content": text(r, "content"),
-                "DeviceName": text(r, "device_name"),
-                "ProductId": text(r, "product_id"),
-                "RequestId": text(r, "request_id"),
-                "Result": text(r, "result"),
-                "Scene": text(r, "scene"),
-                "Time": text(r, "time_ms"),
-                "Userid": "",
-                "UserId": "",
-            })
-        })
-        .collect();
+/// One page of `columns`, each row made an item by `item`, with Tencent's `Context`
+/// (where the next page starts, empty when none) and `Listover`; and the total matching.
+async fn listing(
+    state: &ApiState,
+    s: &Search,
+    columns: &str,
+    item: impl Fn(&Map<String, Value>) -> Value,
+) -> Result<(Map<String, Value>, i64), ApiError> {
+    let (rows, total, over) = page(state, s, columns).await?;
+    let results: Vec<Value> = rows.iter().map(item).collect();
     let context = s.offset + i64::try_from(results.len()).unwrap_or(0);
-    Ok(object(json!({
+    let answer = object(json!({
         "Context": if over { String::new() } else { context.to_string() },
         "Listover": over,
         "Results": results,
-        "TotalCount": total,
-    })))
+    }));
+    Ok((answer, total))
+}
+
+pub(super) async fn list(state: &ApiState, p: &Params) -> Result<Map<String, Value>, ApiError> {
+    let s = search(p, "content", Rows::Events)?;
+    let columns = "time_ms, request_id, scene, result, product_id, device_name, content";
+    let (mut answer, total) = listing(state, &s, columns, |r| {
+        json!({
+            "Content": text(r, "content"),
+            "DeviceName": text(r, "device_name"),
+            "ProductId": text(r, "product_id"),
+            "RequestId": text(r, "request_id"),
+            "Result": text(r, "result"),
+            "Scene": text(r, "scene"),
+            "Time": text(r, "time_ms"),
+            "Userid": "",
+            "UserId": "",
+        })
+    })
+    .await?;
+    answer.insert("TotalCount".into(), json!(total));
+    Ok(answer)
 }
 
 pub(super) async fn list_payload(
@@ -215,78 +222,54 @@ pub(super) async fn list_payload(
     p: &Params,
 ) -> Result<Map<String, Value>, ApiError> {
     let s = search(p, "topic", Rows::Payloads)?;
-    let (rows, _, over) = page(
-        state,
-        &s,
-        "time_ms, request_id, product_id, device_name, client_id, topic, payload, source",
-    )
-    .await?;
-    let results: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            // arrow's JSON writer gives binary columns as hex.
-            let payload = hex::decode(text(r, "payload")).unwrap_or_default();
-            let format = if serde_json::from_slice::<Value>(&payload).is_ok() {
-                "json"
-            } else {
-                "raw"
-            };
-            json!({
-                "Uin": "",
-                "ProductId": text(r, "product_id"),
-                "DeviceName": text(r, "device_name"),
-                "SrcType": text(r, "source"),
-                "SrcName": text(r, "client_id"),
-                "Topic": text(r, "topic"),
-                "PayloadFormatType": format,
-                "Payload": BASE64.encode(&payload),
-                "RequestId": text(r, "request_id"),
-                "DateTime": text(r, "time_ms"),
-            })
+    let columns = "time_ms, request_id, product_id, device_name, client_id, topic, payload, source";
+    let (answer, _) = listing(state, &s, columns, |r| {
+        // arrow's JSON writer gives binary columns as hex.
+        let payload = hex::decode(text(r, "payload")).unwrap_or_default();
+        let format = if serde_json::from_slice::<Value>(&payload).is_ok() {
+            "json"
+        } else {
+            "raw"
+        };
+        json!({
+            "Uin": "",
+            "ProductId": text(r, "product_id"),
+            "DeviceName": text(r, "device_name"),
+            "SrcType": text(r, "source"),
+            "SrcName": text(r, "client_id"),
+            "Topic": text(r, "topic"),
+            "PayloadFormatType": format,
+            "Payload": BASE64.encode(&payload),
+            "RequestId": text(r, "request_id"),
+            "DateTime": text(r, "time_ms"),
         })
-        .collect();
-    let context = s.offset + i64::try_from(results.len()).unwrap_or(0);
-    Ok(object(json!({
-        "Context": if over { String::new() } else { context.to_string() },
-        "Listover": over,
-        "Results": results,
-    })))
+    })
+    .await?;
+    Ok(answer)
 }
 
 /// ListSDKLog: lines device SDKs uploaded (`/cgi-bin/report-log`, `/device/reportlog`).
 pub(super) async fn list_sdk(state: &ApiState, p: &Params) -> Result<Map<String, Value>, ApiError> {
     let s = search(p, "content", Rows::Sdk)?;
-    let (rows, _, over) = page(
-        state,
-        &s,
-        "time_ms, request_id, product_id, device_name, level, content",
-    )
-    .await?;
-    let results: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            // The line's own time when it has one (`LVL|YYYY-MM-DD HH:MM:SS|…`).
-            let content = text(r, "content");
-            let date = content
-                .split('|')
-                .nth(1)
-                .filter(|d| d.len() == 19)
-                .map_or_else(|| text(r, "time_ms"), str::to_owned);
-            json!({
-                "ProductId": text(r, "product_id"),
-                "DeviceName": text(r, "device_name"),
-                "Level": text(r, "level"),
-                "DateTime": date,
-                "Content": content,
-            })
+    let columns = "time_ms, request_id, product_id, device_name, level, content";
+    let (answer, _) = listing(state, &s, columns, |r| {
+        // The line's own time when it has one (`LVL|YYYY-MM-DD HH:MM:SS|…`).
+        let content = text(r, "content");
+        let date = content
+            .split('|')
+            .nth(1)
+            .filter(|d| d.len() == 19)
+            .map_or_else(|| text(r, "time_ms"), str::to_owned);
+        json!({
+            "ProductId": text(r, "product_id"),
+            "DeviceName": text(r, "device_name"),
+            "Level": text(r, "level"),
+            "DateTime": date,
+            "Content": content,
         })
-        .collect();
-    let context = s.offset + i64::try_from(results.len()).unwrap_or(0);
-    Ok(object(json!({
-        "Context": if over { String::new() } else { context.to_string() },
-        "Listover": over,
-        "Results": results,
-    })))
+    })
+    .await?;
+    Ok(answer)
 }
 
 /// Eddy's: `Sql` over the `logs` table, optionally within `MinTime`–`MaxTime` (ms).
