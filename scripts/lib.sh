@@ -47,7 +47,7 @@ ensure_rust() {
 # ensure_build_tools: a C compiler and friends for crates that build C (SQLite, ring,
 # librdkafka) and protoc for the Pulsar client's protocol definitions.
 ensure_build_tools() {
-  ensure_apt build-essential pkg-config ca-certificates protobuf-compiler
+  ensure_apt build-essential pkg-config ca-certificates protobuf-compiler libssl-dev
   ensure_rust
 }
 

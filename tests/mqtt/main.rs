@@ -10,6 +10,7 @@ mod support;
 
 mod auth;
 mod clients;
+mod coap;
 mod device;
 mod forward;
 mod gateway;
@@ -27,6 +28,7 @@ mod services;
 mod sessions;
 mod shadow;
 mod sql;
+mod tls;
 
 use std::time::Duration;
 

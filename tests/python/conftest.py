@@ -27,6 +27,8 @@ class Hub:
             f'data-dir = "{self.data_dir}"\n'
             '[api]\nlisten = "127.0.0.1:0"\n'
             '[mqtt]\nlisten = "127.0.0.1:0"\ndevice-connect-interval = "0s"\n'
+            'tls-listen = "127.0.0.1:0"\nws-listen = "127.0.0.1:0"\nwss-listen = "127.0.0.1:0"\n'
+            '[coap]\nlisten = "127.0.0.1:0"\ndtls-listen = "127.0.0.1:0"\n'
             + extra_toml
         )
         binary = os.environ.get("TEST_EDDY_BIN")
@@ -54,6 +56,8 @@ class Hub:
         threading.Thread(target=pump, daemon=True).start()
         self.endpoint = None
         self.mqtt_host, self.mqtt_port = None, None
+        # Other listeners by name ("tls", "ws", "wss", "coap", "coap-dtls"): (host, port).
+        self.listeners = {}
         while self.endpoint is None:
             try:
                 line = lines.get(timeout=START_TIMEOUT_S)
@@ -66,6 +70,11 @@ class Hub:
             if line.startswith("eddy: mqtt listening on "):
                 host, port = line.strip().removeprefix("eddy: mqtt listening on ").rsplit(":", 1)
                 self.mqtt_host, self.mqtt_port = host, int(port)
+            elif line.startswith("eddy: ") and " listening on " in line:
+                name, addr = line.strip().removeprefix("eddy: ").split(" listening on ", 1)
+                if not addr.startswith("http"):
+                    host, port = addr.rsplit(":", 1)
+                    self.listeners[name.removeprefix("mqtt-")] = (host, int(port))
             if line.startswith("eddy: api listening on http://"):
                 self.endpoint = line.strip().removeprefix("eddy: api listening on http://")
         creds = json.loads((self.data_dir / "admin-credentials.json").read_text())

@@ -35,6 +35,8 @@ pub struct Hub {
     pub endpoint: String,
     /// The MQTT listener, `127.0.0.1:PORT`.
     pub mqtt_addr: std::net::SocketAddr,
+    /// The other listeners the hub reported (`tls`, `ws`, `wss`, `coap`, `coap-dtls`).
+    pub listeners: std::collections::HashMap<String, std::net::SocketAddr>,
 }
 
 /// A fresh directory for one hub (and its restarts).
@@ -67,7 +69,7 @@ impl Hub {
         let data_dir = root.join("data");
         let config_path = root.join("eddy.toml");
         let config = format!(
-            "data-dir = {data:?}\n\n[api]\nlisten = \"127.0.0.1:0\"\n{api_toml}\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"debug,fjall=info,lsm_tree=info,datafusion=info\"\n\n{tables}\n",
+            "data-dir = {data:?}\n\n[api]\nlisten = \"127.0.0.1:0\"\n{api_toml}\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\ntls-listen = \"127.0.0.1:0\"\nws-listen = \"127.0.0.1:0\"\nwss-listen = \"127.0.0.1:0\"\n\n[coap]\nlisten = \"127.0.0.1:0\"\ndtls-listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"debug,fjall=info,lsm_tree=info,datafusion=info\"\n\n{tables}\n",
             data = data_dir.display().to_string(),
         );
         std::fs::write(&config_path, config).expect("write config");
@@ -102,17 +104,25 @@ impl Hub {
         // line comes last, once every listener is up.
         std::thread::spawn(move || {
             let mut mqtt = None;
+            let mut listeners = std::collections::HashMap::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = line.strip_prefix("eddy: mqtt listening on ") {
                     mqtt = addr.parse().ok();
+                } else if let Some(rest) = line.strip_prefix("eddy: ")
+                    && let Some((name, addr)) = rest.split_once(" listening on ")
+                    && let Ok(addr) = addr.parse()
+                {
+                    // "mqtt-tls", "coap-dtls"…: keyed without the "mqtt-" prefix.
+                    let name = name.strip_prefix("mqtt-").unwrap_or(name);
+                    listeners.insert(name.to_owned(), addr);
                 }
                 if let Some(url) = line.strip_prefix("eddy: api listening on ") {
-                    let _ = tx.send((url.to_owned(), mqtt));
+                    let _ = tx.send((url.to_owned(), mqtt, std::mem::take(&mut listeners)));
                 }
             }
         });
-        let Ok((endpoint, Some(mqtt_addr))) = rx.recv_timeout(START_TIMEOUT) else {
+        let Ok((endpoint, Some(mqtt_addr), listeners)) = rx.recv_timeout(START_TIMEOUT) else {
             let _ = child.kill();
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("eddy serve did not report its API address; its log:\n{log}");
@@ -125,7 +135,16 @@ impl Hub {
             log_path,
             endpoint,
             mqtt_addr,
+            listeners,
         }
+    }
+
+    /// The address of the listener the hub reported as `name` (`tls`, `ws`, `coap`…).
+    pub fn listener(&self, name: &str) -> std::net::SocketAddr {
+        *self
+            .listeners
+            .get(name)
+            .unwrap_or_else(|| panic!("the hub reported no {name} listener: {:?}", self.listeners))
     }
 
     /// SIGKILL, no shutdown of any kind.

@@ -12,6 +12,18 @@ pub struct DeviceEntry {
     pub enabled: bool,
     /// The product's topic classes: Tencent's defaults and the custom ones.
     pub classes: Vec<TopicClass>,
+    /// A certificate device's stored certificate and its product's CA (PEM): a TLS
+    /// client certificate must chain to the CA (`cert_auth`).
+    pub certificate: Option<DeviceCertificate>,
+}
+
+/// What a certificate device's TLS client certificate is checked against.
+#[derive(Debug, Clone)]
+pub struct DeviceCertificate {
+    /// The certificate the registry issued to the device, if it keeps one.
+    pub cert_pem: Option<String>,
+    /// The product's CA certificate.
+    pub ca_pem: String,
 }
 
 /// The directory failed (the store is down…). The CONNECT gets "server unavailable".

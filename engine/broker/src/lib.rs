@@ -26,9 +26,11 @@
 //! [`DeviceDirectory`], implemented by the `eddy` binary.
 
 pub mod acl;
+mod cert_auth;
 pub mod clients;
 mod connection;
 pub mod device_auth;
+mod device_publish;
 mod directory;
 pub mod events;
 mod gateway;
@@ -37,6 +39,7 @@ mod retained;
 mod router;
 mod session;
 mod settings;
+pub mod transport;
 
 use std::sync::{Arc, Mutex};
 
@@ -45,10 +48,12 @@ use eddy_queue::{Batch, Durability, Log, QueueError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-pub use directory::{DeviceDirectory, DeviceEntry, DirectoryError, NoDevices};
+pub use device_publish::{AdmitError, DevicePublishError, DeviceSession};
+pub use directory::{DeviceCertificate, DeviceDirectory, DeviceEntry, DirectoryError, NoDevices};
 pub use metrics::BrokerMetrics;
 pub use router::{Delivery, Router, SubOptions};
 pub use settings::{BrokerSettings, ClientLimits};
+pub use transport::ListenerKind;
 
 use crate::connection::ToWriter;
 use crate::metrics::Reason;
@@ -246,7 +251,7 @@ impl Broker {
     }
 
     /// Whether `ip` has failed authentication too often in the current window.
-    pub(crate) fn auth_blocked(&self, ip: std::net::IpAddr) -> bool {
+    pub fn auth_blocked(&self, ip: std::net::IpAddr) -> bool {
         let limit = self.settings.auth_failure_limit;
         if limit == 0 {
             return false;
@@ -261,7 +266,7 @@ impl Broker {
     }
 
     /// Counts a failed authentication from `ip`.
-    pub(crate) fn auth_failed(&self, ip: std::net::IpAddr) {
+    pub fn auth_failed(&self, ip: std::net::IpAddr) {
         if self.settings.auth_failure_limit == 0 {
             return;
         }
@@ -511,10 +516,21 @@ impl Broker {
         }
     }
 
-    /// Accepts MQTT connections on `listener` until `shutdown` resolves.
+    /// Accepts plain MQTT connections on `listener` until `shutdown` resolves.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        self.serve_listeners(vec![(listener, ListenerKind::Tcp)], shutdown)
+            .await;
+    }
+
+    /// Accepts connections on every listener, each with its transport (TCP, TLS,
+    /// WebSocket), until `shutdown` resolves.
+    pub async fn serve_listeners(
+        self: Arc<Self>,
+        listeners: Vec<(TcpListener, ListenerKind)>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let inbox = self
@@ -533,20 +549,63 @@ impl Broker {
                 sweeper.expire_sessions().await;
             }
         });
-        tokio::pin!(shutdown);
+        let accepting = futures::future::join_all(
+            listeners
+                .into_iter()
+                .map(|(listener, kind)| self.clone().accept_loop(listener, kind)),
+        );
+        tokio::select! {
+            () = shutdown => {}
+            _ = accepting => {}
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, kind: ListenerKind) {
         loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        tokio::spawn(connection::serve(self.clone(), stream, peer));
-                    }
-                    Err(err) => {
-                        // Out of file descriptors and the like: keep serving the others.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::task::yield_now().await;
-                    }
-                },
+            match listener.accept().await {
+                Ok((tcp, peer)) => {
+                    tokio::spawn(self.clone().serve_connection(kind.clone(), tcp, peer));
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
+    /// The transport's handshake (TLS, WebSocket upgrade), then MQTT.
+    async fn serve_connection(
+        self: Arc<Self>,
+        kind: ListenerKind,
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+    ) {
+        let deadline = self.settings.connect_timeout;
+        match tokio::time::timeout(deadline, kind.accept(tcp, peer)).await {
+            Ok(Ok(accepted)) => connection::serve(self, accepted).await,
+            Ok(Err(err)) => {
+                // A failed TLS-PSK handshake is a failed authentication.
+                if matches!(err, transport::TransportError::Psk(_)) {
+                    self.auth_failed(peer.ip());
+                }
+                self.metrics
+                    .transport_failed
+                    .get_or_create(&metrics::ListenerLabel {
+                        listener: kind.name(),
+                    })
+                    .inc();
+                tracing::info!(%peer, listener = kind.name(), error = %err, "transport handshake failed");
+            }
+            Err(_) => {
+                self.metrics
+                    .transport_failed
+                    .get_or_create(&metrics::ListenerLabel {
+                        listener: kind.name(),
+                    })
+                    .inc();
+                tracing::debug!(%peer, listener = kind.name(), "transport handshake timed out");
             }
         }
     }

@@ -19,8 +19,16 @@ impl Reason {
     }
 }
 
+/// A `listener` label: `tcp`, `tls`, `ws`, `wss`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: &'static str,
+}
+
 #[derive(Debug, Default)]
 pub struct BrokerMetrics {
+    /// Transport handshakes (TLS, TLS-PSK, WebSocket upgrade) that failed or timed out.
+    pub transport_failed: Family<ListenerLabel, Counter>,
     /// Live, authenticated MQTT connections.
     pub connections: Gauge,
     /// PUBLISHes accepted and routed.
@@ -86,5 +94,10 @@ impl BrokerMetrics {
             self.in_flight.clone(),
         );
         sub.register("retained", "Retained messages", self.retained.clone());
+        sub.register(
+            "transport_failed",
+            "TLS / TLS-PSK handshakes and WebSocket upgrades that failed, by listener",
+            self.transport_failed.clone(),
+        );
     }
 }

@@ -64,6 +64,27 @@ pub enum Command {
     /// read from the terminal, twice and without echo; when standard input is not a
     /// terminal, pass --password-stdin. Needs no configuration and no running hub.
     Passwd(PasswdArgs),
+    /// TLS certificates for development.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Write a development CA and a server certificate it signs (ca.pem, ca.key,
+    /// server.pem, server.key) for the MQTT TLS listeners.
+    ///
+    /// The server certificate names localhost, 127.0.0.1, ::1 and every --host. Point
+    /// mqtt.tls-cert / mqtt.tls-key at server.pem / server.key and give clients ca.pem to
+    /// trust. Needs no configuration and no running hub. Not for production.
+    Dev {
+        /// Directory to write into (created if missing; existing files are replaced).
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+        /// Another DNS name or IP address the server certificate should hold (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

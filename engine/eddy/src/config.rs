@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 /// The fully commented default configuration, printed by `eddy config default`.
 mod actions;
+mod transport;
 pub use actions::{DeliveryConfig, DestinationConfig, GrantsConfig, PluginsConfig};
+pub use transport::{CoapConfig, MqttListeners};
 
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
@@ -31,6 +33,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "api",
     "store",
     "mqtt",
+    "coap",
+    "services",
+    "device-logs",
     "rules",
     "delivery",
     "plugins",
@@ -49,8 +54,10 @@ pub struct Config {
     pub api: ApiConfig,
     /// Where the registry is stored.
     pub store: StoreConfig,
-    /// The MQTT listener (used by the broker, issue B).
+    /// The MQTT listeners (used by the broker).
     pub mqtt: MqttConfig,
+    /// The CoAP listeners (plain UDP and DTLS-PSK).
+    pub coap: CoapConfig,
     /// The device services (shadow, RRPC, …).
     pub services: ServicesConfig,
     /// The device logs.
@@ -130,6 +137,19 @@ pub struct MqttConfig {
     /// How long a queued message is kept (Tencent: 24 h).
     #[serde(with = "humantime_serde")]
     pub offline_message_ttl: Duration,
+    /// The TLS listener (Tencent: 8883); empty turns it off.
+    pub tls_listen: String,
+    /// PEM files: the server's certificate chain and its private key. Unset: a
+    /// development CA and server certificate generated under `data-dir/tls`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Accept TLS-PSK key devices on the TLS listeners.
+    pub tls_psk: bool,
+    /// MQTT over WebSocket listeners; empty turns one off.
+    pub ws_listen: String,
+    pub wss_listen: String,
+    /// The WebSocket request path (Tencent: `/mqtt`).
+    pub ws_path: String,
     /// Generic (non-Tencent) MQTT clients: open-broker mode.
     pub clients: ClientsConfig,
 }

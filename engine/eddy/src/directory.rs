@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use eddy_broker::{DeviceDirectory, DeviceEntry, DirectoryError};
+use eddy_broker::{DeviceCertificate, DeviceDirectory, DeviceEntry, DirectoryError};
 use eddy_core::time::unix_now;
 use eddy_core::{DeviceId, Privilege, TopicClass};
 use eddy_store::Store;
@@ -44,7 +44,18 @@ impl DeviceDirectory for StoreDirectory {
             let privilege = Privilege::from_code(policy.privilege).map_err(failed)?;
             classes.push(TopicClass::custom(&policy.suffix, privilege));
         }
+        // A certificate device's TLS client certificate chains to its product's CA.
+        let certificate = if device.psk.is_none() {
+            let product = self.store.product(&id.product_id).await.map_err(failed)?;
+            product.and_then(|p| p.ca).map(|ca| DeviceCertificate {
+                cert_pem: device.cert_pem.clone(),
+                ca_pem: ca.cert_pem,
+            })
+        } else {
+            None
+        };
         Ok(Some(DeviceEntry {
+            certificate,
             psk_base64: device.psk,
             enabled: device.enabled,
             classes,

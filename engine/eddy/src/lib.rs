@@ -17,3 +17,4 @@ pub mod destinations;
 pub mod directory;
 pub mod logs;
 pub mod rules;
+pub mod tls;

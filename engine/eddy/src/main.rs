@@ -4,7 +4,7 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use eddy::cli::{Cli, Command, ConfigCommand};
+use eddy::cli::{CertCommand, Cli, Command, ConfigCommand};
 use eddy::commands::{dlq, group, logs, manage, ota, passwd, rule, serve};
 use eddy::config::{Config, DEFAULT_TOML};
 use tracing_subscriber::EnvFilter;
@@ -32,6 +32,23 @@ fn main() -> ExitCode {
         return match passwd::run(args) {
             Ok(phc) => {
                 println!("{phc}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("eddy: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Command::Cert(CertCommand::Dev { out, hosts }) = &cli.command {
+        return match eddy::tls::dev_certificates(hosts).and_then(|certs| certs.write(out)) {
+            Ok(()) => {
+                println!(
+                    "wrote {dir}/ca.pem, ca.key, server.pem, server.key\n\
+                     set mqtt.tls-cert = \"{dir}/server.pem\" and mqtt.tls-key = \"{dir}/server.key\"; \
+                     clients trust {dir}/ca.pem",
+                    dir = out.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(err) => {
@@ -72,7 +89,9 @@ fn main() -> ExitCode {
             Command::Ota(cmd) => ota::run(&config, cmd).await.map(Some),
             Command::Group(cmd) => group::run(&config, cmd).await.map(Some),
             Command::Logs(cmd) => logs::run(&config, cmd).await.map(Some),
-            Command::Config(ConfigCommand::Default) | Command::Passwd(_) => Ok(None),
+            Command::Config(ConfigCommand::Default) | Command::Passwd(_) | Command::Cert(_) => {
+                Ok(None)
+            }
         }
     });
     match result {

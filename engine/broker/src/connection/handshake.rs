@@ -18,6 +18,7 @@ use crate::clients::ClientRefusal;
 use crate::device_auth::{AuthError, verify_key_device};
 use crate::metrics::Reason;
 use crate::router::Subscriptions;
+use crate::transport::TransportAuth;
 use crate::{Broker, ConnectionError};
 
 use super::{Admitted, Io, Permissions};
@@ -68,6 +69,7 @@ pub(super) async fn handshake(
     broker: &Broker,
     io: &mut Io,
     peer: SocketAddr,
+    auth: &TransportAuth,
 ) -> Result<Option<Admitted>, ConnectionError> {
     let version = match io.next().await {
         Some(Ok((MqttPacket::Version(v), _))) => v,
@@ -164,7 +166,7 @@ pub(super) async fn handshake(
     let verdict = if broker.auth_blocked(peer.ip()) {
         Err(Refusal::TooManyFailures)
     } else {
-        authenticate(broker, &connect).await
+        authenticate(broker, &connect, auth).await
     };
     if let Err(refusal @ (Refusal::BadCredentials | Refusal::NotAuthorized | Refusal::ClientId)) =
         &verdict
@@ -351,9 +353,18 @@ fn is_device_username(connect: &Connect) -> bool {
 async fn authenticate(
     broker: &Broker,
     connect: &Connect,
+    auth: &TransportAuth,
 ) -> Result<(Option<DeviceId>, Permissions, QoS), Refusal> {
     let clients = &broker.clients;
-    if clients.enabled() && !is_device_username(connect) {
+    // A device proves itself by its password, its TLS-PSK key, or its client certificate.
+    let claims_device = match auth {
+        TransportAuth::None => is_device_username(connect),
+        TransportAuth::Psk(_) => true,
+        TransportAuth::Certificate(_) => {
+            is_device_username(connect) || DeviceId::from_client_id(&connect.client_id).is_ok()
+        }
+    };
+    if clients.enabled() && !claims_device {
         let identity = clients
             .authenticate(
                 &connect.client_id,
@@ -393,26 +404,48 @@ async fn authenticate(
         }
     };
     if !entry.enabled {
+        // Also how a certificate is revoked: the device is disabled.
         return Err(Refusal::NotAuthorized);
     }
-    let Some(psk) = &entry.psk_base64 else {
-        // Certificate devices authenticate by their TLS client certificate (issue F).
-        return Err(Refusal::NotAuthorized);
-    };
-    let username = connect.username.as_deref().ok_or(Refusal::BadCredentials)?;
-    let password = connect.password.as_deref().ok_or(Refusal::BadCredentials)?;
-    verify_key_device(
-        &connect.client_id,
-        username,
-        password,
-        psk.expose_secret(),
-        unix_now(),
-    )
-    .map_err(|err| match err {
-        AuthError::BadClientId(_) => Refusal::ClientId,
-        AuthError::BadCredentials(_) => Refusal::BadCredentials,
-        AuthError::NotAuthorized(_) => Refusal::NotAuthorized,
-    })?;
+    match (&entry.psk_base64, &entry.certificate, auth) {
+        // TLS-PSK: the handshake proved this device's key; no password is sent.
+        (Some(_), _, TransportAuth::Psk(identity)) => {
+            if *identity != connect.client_id {
+                tracing::info!(%identity, client_id = %connect.client_id, "TLS-PSK identity and ClientId differ");
+                return Err(Refusal::NotAuthorized);
+            }
+        }
+        (Some(psk), _, _) => {
+            let username = connect.username.as_deref().ok_or(Refusal::BadCredentials)?;
+            let password = connect.password.as_deref().ok_or(Refusal::BadCredentials)?;
+            verify_key_device(
+                &connect.client_id,
+                username,
+                password,
+                psk.expose_secret(),
+                unix_now(),
+            )
+            .map_err(|err| match err {
+                AuthError::BadClientId(_) => Refusal::ClientId,
+                AuthError::BadCredentials(_) => Refusal::BadCredentials,
+                AuthError::NotAuthorized(_) => Refusal::NotAuthorized,
+            })?;
+        }
+        // A certificate device: its client certificate, not a password.
+        (None, Some(registered), TransportAuth::Certificate(chain)) => {
+            crate::cert_auth::verify(
+                &connect.client_id,
+                chain,
+                registered,
+                rustls::pki_types::UnixTime::now(),
+            )
+            .map_err(|refusal| {
+                tracing::info!(client_id = %connect.client_id, %refusal, "client certificate refused");
+                Refusal::NotAuthorized
+            })?;
+        }
+        (None, _, _) => return Err(Refusal::NotAuthorized),
+    }
     // Tencent: one successful CONNECT per device per interval (5 s by default).
     if !broker.connect_allowed(&connect.client_id, broker.settings.device_connect_interval) {
         return Err(Refusal::RateLimited);

@@ -22,7 +22,6 @@ use futures::{SinkExt as _, StreamExt as _};
 use rmqtt_codec::types::QoS as WireQoS;
 use rmqtt_codec::version::VersionCodec;
 use rmqtt_codec::{MqttCodec, MqttPacket, v3, v5};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
@@ -37,7 +36,7 @@ use handshake::handshake;
 use reader::read_loop;
 use writer::write_loop;
 
-pub(super) type Io = Framed<TcpStream, MqttCodec>;
+pub(super) type Io = Framed<Box<dyn crate::transport::Stream>, MqttCodec>;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -138,12 +137,14 @@ pub(super) fn core_qos(qos: WireQoS) -> QoS {
     }
 }
 
-/// Serves one accepted TCP connection to its end.
-pub(crate) async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+/// Serves one accepted connection (its transport handshake done) to its end.
+pub(crate) async fn serve(broker: Arc<Broker>, accepted: crate::transport::Accepted) {
+    let crate::transport::Accepted {
+        stream, peer, auth, ..
+    } = accepted;
     let mut io: Io = Framed::new(stream, MqttCodec::Version(VersionCodec));
     let deadline = broker.settings.connect_timeout;
-    match tokio::time::timeout(deadline, handshake(&broker, &mut io, peer)).await {
+    match tokio::time::timeout(deadline, handshake(&broker, &mut io, peer, &auth)).await {
         Ok(Ok(Some(admitted))) => run(broker, io, peer, admitted).await,
         Ok(Ok(None)) => {}
         Ok(Err(err)) => tracing::debug!(%peer, error = %err, "connection refused"),

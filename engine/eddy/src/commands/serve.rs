@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use eddy_api::{ApiState, MetricsRenderer};
 use eddy_broker::Broker;
+use eddy_broker::ListenerKind;
+use eddy_broker::transport::{TlsAcceptor, WsSettings};
 use eddy_core::secret::ExposeSecret as _;
 use eddy_store::{PgStore, SqliteStore, Store};
 use prometheus_client::encoding::text::encode;
@@ -36,6 +38,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the MQTT listener to {}", config.mqtt.listen))?;
     let mqtt_addr = mqtt.local_addr()?;
+    let directory: Arc<dyn eddy_broker::DeviceDirectory> =
+        Arc::new(StoreDirectory::new(store.clone()));
+    let mqtt_listeners = mqtt_transports(&config, mqtt, directory.clone()).await?;
+    let (coap_addr, coap_dtls_addr) = config.coap.listeners()?;
+    let coap_socket = match coap_addr {
+        Some(addr) => Some(
+            tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding coap.listen to {addr}"))?,
+        ),
+        None => None,
+    };
+    let coap_dtls_socket = match coap_dtls_addr {
+        Some(addr) => Some(
+            tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding coap.dtls-listen to {addr}"))?,
+        ),
+        None => None,
+    };
     let listener = TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("binding the API listener to {}", config.api.listen))?;
@@ -43,6 +65,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Stable lines on stdout: scripts and tests read the bound addresses from them. The
     // API line comes last: when it is printed, every listener is up.
     println!("eddy: mqtt listening on {mqtt_addr}");
+    for (listener, kind) in &mqtt_listeners[1..] {
+        println!(
+            "eddy: mqtt-{} listening on {}",
+            kind.name(),
+            listener.local_addr()?
+        );
+    }
+    if let Some(socket) = &coap_socket {
+        println!("eddy: coap listening on {}", socket.local_addr()?);
+        tracing::warn!(addr = %socket.local_addr()?, "plain CoAP is on: its authentication carries no proof of the device key");
+    }
+    if let Some(socket) = &coap_dtls_socket {
+        println!("eddy: coap-dtls listening on {}", socket.local_addr()?);
+    }
     println!("eddy: api listening on http://{addr}");
     tracing::info!(%addr, "cloud API listening");
     tracing::info!(addr = %mqtt_addr, "MQTT listening");
@@ -54,7 +90,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening the durable log in {}", log_dir.display()))?;
     let broker = Broker::new(
         config.mqtt.broker_settings()?,
-        Arc::new(StoreDirectory::new(store.clone())),
+        directory,
         config.mqtt.clients.client_rules()?,
         &log,
     )
@@ -109,8 +145,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     taps.push(rules.clone());
     broker.set_tap(Arc::new(eddy_core::Taps(taps)));
+    // CoAP devices publish into the same broker (and so the same taps).
+    let coap = eddy_coap::Coap::new(broker.clone(), config.coap.settings()?);
+    if let Some(socket) = coap_socket {
+        tokio::spawn(coap.clone().serve_udp(socket));
+    }
+    if let Some(socket) = coap_dtls_socket {
+        let (coap, directory) = (coap.clone(), broker.directory.clone());
+        tokio::spawn(async move {
+            if let Err(err) = coap.serve_dtls(socket, directory).await {
+                tracing::error!(error = %err, "CoAP over DTLS stopped");
+            }
+        });
+    }
     let mut registry = Registry::default();
     broker.metrics.register(&mut registry);
+    coap.metrics().register(&mut registry);
     registry.register_collector(rules.collector());
     registry.register_collector(Box::new(delivery.collector()));
     registry.register_collector(Box::new(plugins.collector()));
@@ -144,7 +194,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut broker_stop = stop_rx.clone();
-    let broker_task = tokio::spawn(broker.clone().serve(mqtt, async move {
+    let broker_task = tokio::spawn(broker.clone().serve_listeners(mqtt_listeners, async move {
         let _ = broker_stop.wait_for(|stop| *stop).await;
     }));
     let api = eddy_api::serve(listener, api_state, async move {
@@ -157,6 +207,55 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     delivery.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The MQTT listeners: plain TCP first, then TLS, WebSocket and secure WebSocket when
+/// configured (all bound before the hub says it is up).
+async fn mqtt_transports(
+    config: &Config,
+    tcp: TcpListener,
+    directory: Arc<dyn eddy_broker::DeviceDirectory>,
+) -> anyhow::Result<Vec<(TcpListener, ListenerKind)>> {
+    let addrs = config.mqtt.listeners()?;
+    let mut listeners = vec![(tcp, ListenerKind::Tcp)];
+    let tls = if addrs.tls.is_some() || addrs.wss.is_some() {
+        let settings = config.mqtt.tls_settings(&config.data_dir)?;
+        Some(Arc::new(TlsAcceptor::new(&settings, directory).map_err(
+            |e| anyhow::anyhow!("setting up the TLS listeners: {e}"),
+        )?))
+    } else {
+        None
+    };
+    let ws = Arc::new(WsSettings {
+        path: config.mqtt.ws_path.clone(),
+    });
+    let wanted = [
+        (
+            addrs.tls,
+            tls.clone().map(ListenerKind::Tls),
+            "mqtt.tls-listen",
+        ),
+        (
+            addrs.ws,
+            Some(ListenerKind::Ws(ws.clone())),
+            "mqtt.ws-listen",
+        ),
+        (
+            addrs.wss,
+            tls.map(|tls| ListenerKind::Wss(tls, ws)),
+            "mqtt.wss-listen",
+        ),
+    ];
+    for (addr, kind, key) in wanted {
+        if let (Some(addr), Some(kind)) = (addr, kind) {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {key} to {addr}"))?;
+            tracing::info!(addr = %listener.local_addr()?, listener = kind.name(), "MQTT listening");
+            listeners.push((listener, kind));
+        }
+    }
+    Ok(listeners)
 }
 
 /// The registry store the config asks for: PostgreSQL when a URL is set, else SQLite.
