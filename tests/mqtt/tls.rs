@@ -350,3 +350,91 @@ async fn certificate_devices_connect_with_their_own_certificate_only() {
         (topic2, "c2 by certificate".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_certificate_from_eddy_cert_dev_is_served() {
+    require_mosquitto_pub();
+    let dir = support::workdir();
+    let certs = dir.path().join("certs");
+    let mut command = Command::new(support::eddy_bin());
+    command
+        .args(["cert", "dev", "--out"])
+        .arg(&certs)
+        .args(["--host", "hub.example"]);
+    let out = tokio::task::spawn_blocking(move || support::output_within(command))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["ca.pem", "ca.key", "server.pem", "server.key"] {
+        assert!(certs.join(file).is_file(), "{file} missing");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(certs.join("server.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the server key is readable by others: {mode:o}"
+    );
+    let pem = std::fs::read(certs.join("server.pem")).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let names = format!(
+        "{:?}",
+        cert.subject_alternative_name().unwrap().unwrap().value
+    );
+    assert!(
+        names.contains("hub.example") && names.contains("localhost"),
+        "{names}"
+    );
+
+    let server_pem = certs.join("server.pem").display().to_string();
+    let server_key = certs.join("server.key").display().to_string();
+    let env = [
+        ("EDDY_MQTT__TLS_CERT", server_pem.as_str()),
+        ("EDDY_MQTT__TLS_KEY", server_key.as_str()),
+        NO_CONNECT_INTERVAL[0],
+    ];
+    let hub = support::Hub::start_configured(dir.path(), "", WATCHER, &env);
+    assert!(
+        !hub.data_dir.join("tls").exists(),
+        "no development certificate is generated when one is configured"
+    );
+    let api = hub.client();
+    let pid = support::create_product(&api, "certdev", "2").await;
+    let psk = support::create_device(&api, &pid, "d").await["DevicePsk"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_watch, mut events) = watcher(&hub, &format!("{pid}/+/event")).await;
+    let creds = fresh(&pid, "d", &psk);
+    let topic = format!("{pid}/d/event");
+    let ca = certs.join("ca.pem").display().to_string();
+    let (ok, out) = mosquitto_pub(
+        hub.listener("tls").port(),
+        strings(&[
+            "--cafile",
+            &ca,
+            "-i",
+            &creds.client_id,
+            "-u",
+            &creds.username,
+            "-P",
+            &creds.password,
+        ]),
+        &topic,
+        "configured certificate",
+    )
+    .await;
+    assert!(ok, "TLS with the configured certificate failed: {out}");
+    assert_eq!(
+        next_message(&mut events).await,
+        (topic, "configured certificate".into())
+    );
+}

@@ -2,23 +2,26 @@
 Tencent's Python device SDK connects) and over WebSocket, plain (ws) and secure (wss), with
 paho-mqtt's websockets transport, against a real hub."""
 
+import queue
 import socket
 import ssl
 import threading
-import queue
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from test_mqtt_clients import STEP_S, credentials, new_device, publish_when_subscribed
+from tencentcloud.iotcloud.v20210408 import models
+
 from test_tencent_sdk import client_for, create_product
 
 
 class Device:
     """A paho client over `transport` ("tcp" or "websockets"), optionally with TLS that
-    trusts the hub's development CA."""
+    trusts the hub's development CA, and optionally a client certificate."""
 
-    def __init__(self, hub, creds, listener, transport="tcp", tls=False, ca=None):
+    def __init__(self, hub, creds, listener, transport="tcp", tls=False, ca=None, cert=None):
         client_id, username, password = creds
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -30,7 +33,12 @@ class Device:
         if transport == "websockets":
             self.client.ws_set_options(path="/mqtt")
         if tls:
-            self.client.tls_set(ca_certs=str(ca or hub.data_dir / "tls" / "ca.pem"))
+            certfile, keyfile = cert if cert else (None, None)
+            self.client.tls_set(
+                ca_certs=str(ca or hub.data_dir / "tls" / "ca.pem"),
+                certfile=certfile,
+                keyfile=keyfile,
+            )
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.messages = queue.Queue()
@@ -105,6 +113,49 @@ def test_tls_server_certificate_is_checked_by_the_client(hub, tmp_path):
     with socket.create_connection((host, port), timeout=STEP_S) as raw:
         with pytest.raises(ssl.SSLCertVerificationError):
             context.wrap_socket(raw, server_hostname=host)
+
+
+def new_cert_device(api, product_id, name, tmp_path):
+    """CreateDevice in a certificate product; its certificate and key as files."""
+    req = models.CreateDeviceRequest()
+    req.ProductId = product_id
+    req.DeviceName = name
+    created = api.CreateDevice(req)
+    cert = tmp_path / f"{product_id}-{name}.crt"
+    key = tmp_path / f"{product_id}-{name}.key"
+    cert.write_text(created.DeviceCert)
+    key.write_text(created.DevicePrivateKey)
+    return str(cert), str(key)
+
+
+def test_tls_client_certificate_devices(hub, tmp_path):
+    api = client_for(hub)
+    pid = create_product(api, "py-cert", "1").ProductId
+    other = create_product(api, "py-cert-other", "1").ProductId
+    mine = new_cert_device(api, pid, "dev", tmp_path)
+    foreign = new_cert_device(api, other, "dev", tmp_path)
+    # Tencent's SDKs send a user name; for certificate devices the password is not checked.
+    user = f"{pid}dev;12010126;x9Y2z;{int(time.time()) + 3600}"
+    device = Device(hub, (f"{pid}dev", user, None), "tls", tls=True, cert=mine)
+    try:
+        exchange(hub, api, pid, "dev", device)
+    finally:
+        device.close()
+    # Over wss too.
+    device = Device(
+        hub, (f"{pid}dev", user, None), "wss", transport="websockets", tls=True, cert=mine
+    )
+    try:
+        assert not device.reason.is_failure, device.reason
+    finally:
+        device.close()
+    # The same device name's certificate from another product, and no certificate.
+    for cert in (foreign, None):
+        refused = Device(hub, (f"{pid}dev", user, None), "tls", tls=True, cert=cert)
+        try:
+            assert refused.reason.is_failure and refused.reason.value in (5, 135), refused.reason
+        finally:
+            refused.close()
 
 
 @pytest.mark.parametrize("listener", ["ws", "wss"])

@@ -4,7 +4,8 @@
 //! "MQIsdp", 3.1.1 and 5.0, version detected at CONNECT).
 //!
 //! ```text
-//! TcpListener ─accept─► connection::serve (one task per client)
+//! TcpListener ─accept─► transport (tcp | tls: rustls or OpenSSL TLS-PSK | ws | wss)
+//!   ─► connection::serve (one task per client)
 //!   handshake: version → CONNECT → device_auth (Tencent key) or clients (open broker)
 //!              → session attached (router) → CONNACK
 //!   reader task: PUBLISH ─acl─► retained ─► Broker::route ─► router (trie, shares)
@@ -13,7 +14,7 @@
 //!   writer task: mailbox (acks + routed messages) ─► window / rate ─► one flush per burst
 //! ```
 //!
-//! Two kinds of client share the listener: Tencent devices (their username has Tencent's
+//! Two kinds of client share the listeners: Tencent devices (their username has Tencent's
 //! form; QoS 0/1, the product's topic classes as ACL, Tencent's limits, status in the
 //! registry) and, when `[mqtt.clients]` is enabled, generic MQTT clients ([`clients`]:
 //! anonymous or argon2 users, ordered allow/deny rules; QoS 2, their own limits).
