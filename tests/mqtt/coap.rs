@@ -11,20 +11,8 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, Resp
 use serde_json::json;
 use tokio::net::UdpSocket;
 
-use crate::tls::{next_message, watcher};
+use crate::tls::{WATCHER, next_message, watcher};
 use crate::{NO_CONNECT_INTERVAL, STEP, support};
-
-/// Open-broker mode for the watcher, and room for a burst of publishes per device.
-const TABLES: &str = r##"
-[mqtt.clients]
-enabled = true
-anonymous = true
-
-[[mqtt.clients.acl]]
-permission = "allow"
-action = "all"
-topics = ["#"]
-"##;
 
 /// A device key whose decoded bytes are printable ASCII with no newline, so it can be
 /// given to `coap-client -k` (libcoap 4.3.1 takes the key's raw bytes).
@@ -115,7 +103,7 @@ async fn hub_and_devices() -> (
     String,
 ) {
     let dir = support::workdir();
-    let hub = support::Hub::start_configured(dir.path(), "", TABLES, NO_CONNECT_INTERVAL);
+    let hub = support::Hub::start_configured(dir.path(), "", WATCHER, NO_CONNECT_INTERVAL);
     let api = hub.client();
     let pid = support::create_product(&api, "coap", "2").await;
     for dn in ["d1", "d2"] {

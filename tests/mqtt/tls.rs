@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::{NO_CONNECT_INTERVAL, fresh, next_incoming, support};
 
 /// Open-broker mode, so an anonymous client can watch the devices' topics.
-const WATCHER: &str = r##"
+pub const WATCHER: &str = r##"
 [mqtt.clients]
 enabled = true
 anonymous = true
@@ -80,6 +80,20 @@ async fn mosquitto_pub(port: u16, args: Vec<String>, topic: &str, message: &str)
     (out.status.success(), printed)
 }
 
+/// Server-certificate TLS trusting `ca`, with the HMAC password (Tencent's Python SDK).
+fn password_args(ca: &str, creds: &crate::DeviceCredentials) -> Vec<String> {
+    strings(&[
+        "--cafile",
+        ca,
+        "-i",
+        &creds.client_id,
+        "-u",
+        &creds.username,
+        "-P",
+        &creds.password,
+    ])
+}
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| (*a).to_owned()).collect()
 }
@@ -144,16 +158,7 @@ async fn tls_psk_and_password_devices_connect_and_wrong_keys_are_refused() {
     let creds = fresh(&pid, "dev1", &psk1);
     let (ok, out) = mosquitto_pub(
         tls,
-        strings(&[
-            "--cafile",
-            &hub_ca(&hub),
-            "-i",
-            &creds.client_id,
-            "-u",
-            &creds.username,
-            "-P",
-            &creds.password,
-        ]),
+        password_args(&hub_ca(&hub), &creds),
         &topic1,
         "over tls",
     )
@@ -193,16 +198,7 @@ async fn tls_psk_and_password_devices_connect_and_wrong_keys_are_refused() {
     bad.username = fresh(&pid, "dev1", &psk1).username;
     let (ok, out) = mosquitto_pub(
         tls,
-        strings(&[
-            "--cafile",
-            &hub_ca(&hub),
-            "-i",
-            &bad.client_id,
-            "-u",
-            &bad.username,
-            "-P",
-            &bad.password,
-        ]),
+        password_args(&hub_ca(&hub), &bad),
         &topic1,
         "wrong password",
     )
@@ -418,16 +414,7 @@ async fn a_configured_certificate_from_eddy_cert_dev_is_served() {
     let ca = certs.join("ca.pem").display().to_string();
     let (ok, out) = mosquitto_pub(
         hub.listener("tls").port(),
-        strings(&[
-            "--cafile",
-            &ca,
-            "-i",
-            &creds.client_id,
-            "-u",
-            &creds.username,
-            "-P",
-            &creds.password,
-        ]),
+        password_args(&ca, &creds),
         &topic,
         "configured certificate",
     )
