@@ -7,6 +7,8 @@
 #
 #   benches/handshakes.sh                       release build, 4 workers, 10 s per mode
 #   CONCURRENCY=8 DURATION=5s PROFILE=dev benches/handshakes.sh
+#   STRICT=1 …   exit non-zero unless every mode completed handshakes without a failure
+#                (scripts/test runs it so, as a smoke test of the harness)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$EDDY_ROOT"
@@ -63,6 +65,7 @@ for i in $(seq 0 $((concurrency - 1))); do
 done
 
 printf '\n| mode | handshakes/s | p50 ms | p99 ms | failed |\n|---|---|---|---|---|\n'
+bad=0
 for mode in tcp tls tls-psk dtls; do
   case $mode in
     tcp) port=$(port_of mqtt) ;;
@@ -76,5 +79,10 @@ import json, sys
 r = json.load(sys.stdin)
 print("| %s | %s | %.2f | %.2f | %d |" % (sys.argv[1], format(round(r["per_sec"]), ","), r["p50_ms"], r["p99_ms"], r["failed"]))
 if r["failed"]:
-    print("  last error:", r["last_error"], file=sys.stderr)' "$mode"
+    print("  last error:", r["last_error"], file=sys.stderr)
+sys.exit(1 if r["failed"] or not r["ok"] else 0)' "$mode" || bad=1
 done
+if [ "${STRICT:-0}" = 1 ] && [ "$bad" -ne 0 ]; then
+  log "a handshake mode failed"
+  exit 1
+fi

@@ -425,3 +425,32 @@ async fn a_configured_certificate_from_eddy_cert_dev_is_served() {
         (topic, "configured certificate".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_on_the_tls_and_websocket_listeners_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = support::workdir();
+    let hub = support::Hub::start_configured(dir.path(), "", WATCHER, NO_CONNECT_INTERVAL);
+    // Plain MQTT, an HTTP request, a TLS record header with nothing after it and then the
+    // end of input, a ClientHello cut short: each connection is closed by the hub.
+    let inputs: [&[u8]; 4] = [
+        b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01\x02\x00",
+        b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x03",
+    ];
+    for listener in ["tls", "wss", "ws"] {
+        for input in inputs {
+            let mut tcp = tokio::net::TcpStream::connect(hub.listener(listener))
+                .await
+                .unwrap();
+            tcp.write_all(input).await.unwrap();
+            tcp.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(crate::STEP, tcp.read_to_end(&mut rest)).await;
+            assert!(closed.is_ok(), "{listener}: {input:?} left open");
+        }
+    }
+    // The hub still serves: a watcher connects and subscribes.
+    watcher(&hub, "anything/#").await;
+}

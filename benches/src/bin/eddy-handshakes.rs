@@ -165,13 +165,13 @@ async fn once(
 ) -> Result<(), Error> {
     match args.mode {
         Mode::Tcp => {
-            let mut tcp = TcpStream::connect(addr).await?;
+            let mut tcp = tcp(addr).await?;
             let connect =
                 connect_packet(&device.client_id, &device.username, Some(&device.password));
             mqtt_connect(&mut tcp, &connect).await
         }
         Mode::Tls => {
-            let tcp = TcpStream::connect(addr).await?;
+            let tcp = tcp(addr).await?;
             let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
             let mut tls = rustls.connect(name, tcp).await?;
             let connect =
@@ -179,7 +179,7 @@ async fn once(
             mqtt_connect(&mut tls, &connect).await
         }
         Mode::TlsPsk => {
-            let tcp = TcpStream::connect(addr).await?;
+            let tcp = tcp(addr).await?;
             let ssl = psk_ssl(device.psk.as_ref().ok_or("no PSK context")?)?;
             let mut tls = tokio_openssl::SslStream::new(ssl, tcp)?;
             Pin::new(&mut tls).connect().await?;
@@ -212,6 +212,14 @@ async fn once(
             Ok(())
         }
     }
+}
+
+/// A TCP connection without Nagle's delay (as devices' SDKs and the hub set it): the TLS
+/// client's last flight and the CONNECT would otherwise wait for a delayed ACK.
+async fn tcp(addr: SocketAddr) -> Result<TcpStream, Error> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
 }
 
 /// CoAP message ids: a new one per request.

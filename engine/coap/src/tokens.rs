@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eddy_broker::DeviceSession;
+use eddy_core::DeviceId;
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 
@@ -19,12 +20,19 @@ struct Entry {
     expires: Instant,
 }
 
+#[derive(Debug, Default)]
+struct Table {
+    by_token: HashMap<String, Entry>,
+    /// Each device's current token: authenticating again replaces it.
+    by_device: HashMap<DeviceId, String>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Tokens {
     ttl: Duration,
     /// Most tokens held; issuing one more drops the expired ones first, then refuses.
     max: usize,
-    by_token: Mutex<HashMap<String, Entry>>,
+    table: Mutex<Table>,
 }
 
 impl Tokens {
@@ -32,7 +40,7 @@ impl Tokens {
         Self {
             ttl,
             max,
-            by_token: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
         }
     }
 
@@ -44,17 +52,25 @@ impl Tokens {
             .map(char::from)
             .collect();
         let now = Instant::now();
-        let mut map = self.lock();
-        if map.len() >= self.max {
-            map.retain(|_, e| e.expires > now);
-            if map.len() >= self.max {
+        let mut table = self.lock();
+        // A device authenticating again replaces its older token.
+        let device = session.device().clone();
+        if let Some(old) = table.by_device.remove(&device) {
+            table.by_token.remove(&old);
+        }
+        if table.by_token.len() >= self.max {
+            let Table {
+                by_token,
+                by_device,
+            } = &mut *table;
+            by_token.retain(|_, e| e.expires > now);
+            by_device.retain(|_, token| by_token.contains_key(token));
+            if by_token.len() >= self.max {
                 return None;
             }
         }
-        // A device authenticating again replaces its older tokens.
-        let device = session.device().clone();
-        map.retain(|_, e| *e.session.device() != device);
-        map.insert(
+        table.by_device.insert(device, token.clone());
+        table.by_token.insert(
             token.clone(),
             Entry {
                 session: Arc::new(session),
@@ -67,17 +83,19 @@ impl Tokens {
     /// The session a live token belongs to.
     pub(crate) fn session(&self, token: &[u8]) -> Option<Arc<DeviceSession>> {
         let token = std::str::from_utf8(token).ok()?;
-        let mut map = self.lock();
-        let entry = map.get(token)?;
+        let mut table = self.lock();
+        let entry = table.by_token.get(token)?;
         if entry.expires <= Instant::now() {
-            map.remove(token);
+            let device = entry.session.device().clone();
+            table.by_token.remove(token);
+            table.by_device.remove(&device);
             return None;
         }
         Some(entry.session.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.by_token
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
