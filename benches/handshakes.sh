@@ -18,7 +18,11 @@ profile=${PROFILE:-release}
 concurrency=${CONCURRENCY:-4}
 duration=${DURATION:-10s}
 log "building eddy and eddy-handshakes ($profile)"
-cargo build --workspace --bins --profile "$profile" >&2
+# For the dev profile, the same targets as scripts/test builds (the same features, so
+# nothing is rebuilt when it runs this as a smoke test).
+targets=--bins
+[ "$profile" = dev ] && targets=--all-targets
+cargo build --workspace "$targets" --profile "$profile" >&2
 bin_dir=$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")
 
 work=$(mktemp -d)

@@ -119,20 +119,19 @@ impl Coap {
         }
     }
 
-    /// Serves CoAP over DTLS-PSK on `socket`; device keys come from `directory`.
-    pub async fn serve_dtls(
+    /// CoAP over DTLS-PSK on `socket` (device keys from `directory`): checks the DTLS
+    /// setup now and returns the future that serves for as long as it is polled.
+    pub fn serve_dtls(
         self: Arc<Self>,
         socket: UdpSocket,
         directory: Arc<dyn DeviceDirectory>,
-    ) -> Result<(), String> {
+    ) -> Result<impl Future<Output = ()> + Send + 'static, String> {
         let context = Arc::new(dtls::DtlsContext::new(directory)?);
-        dtls::serve(
+        Ok(dtls::serve(
             self.exchanges.clone(),
             socket,
             context,
             self.settings.clone(),
-        )
-        .await;
-        Ok(())
+        ))
     }
 }

@@ -145,19 +145,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     taps.push(rules.clone());
     broker.set_tap(Arc::new(eddy_core::Taps(taps)));
-    // CoAP devices publish into the same broker (and so the same taps).
+    // CoAP devices publish into the same broker (and so the same taps); they are served
+    // from when the broker is, below.
     let coap = eddy_coap::Coap::new(broker.clone(), config.coap.settings()?);
-    if let Some(socket) = coap_socket {
-        tokio::spawn(coap.clone().serve_udp(socket));
-    }
-    if let Some(socket) = coap_dtls_socket {
-        let (coap, directory) = (coap.clone(), broker.directory.clone());
-        tokio::spawn(async move {
-            if let Err(err) = coap.serve_dtls(socket, directory).await {
-                tracing::error!(error = %err, "CoAP over DTLS stopped");
-            }
-        });
-    }
+    let coap_dtls = match coap_dtls_socket {
+        Some(socket) => Some(
+            coap.clone()
+                .serve_dtls(socket, broker.directory.clone())
+                .map_err(|e| anyhow::anyhow!("setting up coap.dtls-listen: {e}"))?,
+        ),
+        None => None,
+    };
     let mut registry = Registry::default();
     broker.metrics.register(&mut registry);
     coap.metrics().register(&mut registry);
@@ -194,6 +192,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut broker_stop = stop_rx.clone();
+    if let Some(socket) = coap_socket {
+        tokio::spawn(coap.clone().serve_udp(socket));
+    }
+    if let Some(dtls) = coap_dtls {
+        tokio::spawn(dtls);
+    }
     let broker_task = tokio::spawn(broker.clone().serve_listeners(mqtt_listeners, async move {
         let _ = broker_stop.wait_for(|stop| *stop).await;
     }));
