@@ -560,56 +560,6 @@ impl Broker {
             _ = accepting => {}
         }
     }
-
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener, kind: ListenerKind) {
-        loop {
-            match listener.accept().await {
-                Ok((tcp, peer)) => {
-                    tokio::spawn(self.clone().serve_connection(kind.clone(), tcp, peer));
-                }
-                Err(err) => {
-                    // Out of file descriptors and the like: keep serving the others.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-    }
-
-    /// The transport's handshake (TLS, WebSocket upgrade), then MQTT.
-    async fn serve_connection(
-        self: Arc<Self>,
-        kind: ListenerKind,
-        tcp: tokio::net::TcpStream,
-        peer: std::net::SocketAddr,
-    ) {
-        let deadline = self.settings.connect_timeout;
-        match tokio::time::timeout(deadline, kind.accept(tcp, peer)).await {
-            Ok(Ok(accepted)) => connection::serve(self, accepted).await,
-            Ok(Err(err)) => {
-                // A failed TLS-PSK handshake is a failed authentication.
-                if matches!(err, transport::TransportError::Psk(_)) {
-                    self.auth_failed(peer.ip());
-                }
-                self.metrics
-                    .transport_failed
-                    .get_or_create(&metrics::ListenerLabel {
-                        listener: kind.name(),
-                    })
-                    .inc();
-                tracing::info!(%peer, listener = kind.name(), error = %err, "transport handshake failed");
-            }
-            Err(_) => {
-                self.metrics
-                    .transport_failed
-                    .get_or_create(&metrics::ListenerLabel {
-                        listener: kind.name(),
-                    })
-                    .inc();
-                tracing::debug!(%peer, listener = kind.name(), "transport handshake timed out");
-            }
-        }
-    }
 }
 
 #[async_trait::async_trait]

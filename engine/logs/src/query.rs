@@ -155,18 +155,22 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn rows_written_per_hour_and_queried_with_sql() {
-        let dir = tempfile::tempdir().unwrap();
-        let logs = DeviceLogs::start(LogSettings {
-            dir: dir.path().to_owned(),
+    /// Week-long retention, payloads kept, flushed only when asked or dropped.
+    fn settings(dir: &std::path::Path) -> LogSettings {
+        LogSettings {
+            dir: dir.to_owned(),
             retention: Duration::from_secs(7 * 86_400),
             payloads: true,
             flush_every: Duration::from_secs(3600),
             max_batch: 1000,
             queue: 1000,
-        })
-        .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_written_per_hour_and_queried_with_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = DeviceLogs::start(settings(dir.path())).unwrap();
         // This hour and the next (older hours would be past the retention and removed).
         let hour = eddy_core::time::unix_now_ms() / 3_600_000 * 3_600_000;
         logs.record(row(hour + 1, Scene::Connect, "d1"));
@@ -198,15 +202,7 @@ mod tests {
         crate::writer::remove_expired(dir.path(), Duration::from_secs(86_400)).await;
         assert!(!old.exists());
         assert!(dir.path().join(hour_of(hour)).is_dir());
-        let logs = DeviceLogs::start(LogSettings {
-            dir: dir.path().to_owned(),
-            retention: Duration::from_secs(7 * 86_400),
-            payloads: true,
-            flush_every: Duration::from_secs(3600),
-            max_batch: 1000,
-            queue: 1000,
-        })
-        .unwrap();
+        let logs = DeviceLogs::start(settings(dir.path())).unwrap();
         // Read-only.
         for bad in [
             "CREATE TABLE x AS SELECT 1",

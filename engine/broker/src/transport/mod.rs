@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 pub use psk::{PSK_CIPHERS, psk_context};
 pub use tls::{TlsAcceptor, TlsSettings};
@@ -54,8 +54,6 @@ pub struct Accepted {
     pub(crate) stream: Box<dyn Stream>,
     pub(crate) peer: SocketAddr,
     pub(crate) auth: TransportAuth,
-    /// `tcp`, `tls`, `tls-psk`, `ws`, `wss`: for logs and metrics.
-    pub(crate) kind: &'static str,
 }
 
 impl std::fmt::Debug for Accepted {
@@ -63,7 +61,6 @@ impl std::fmt::Debug for Accepted {
         f.debug_struct("Accepted")
             .field("peer", &self.peer)
             .field("auth", &self.auth)
-            .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
 }
@@ -99,14 +96,12 @@ impl ListenerKind {
                 stream: Box::new(tcp),
                 peer,
                 auth: TransportAuth::None,
-                kind: "tcp",
             }),
             Self::Tls(tls) => tls.accept(tcp, peer).await,
             Self::Ws(ws) => Ok(Accepted {
                 stream: ws::upgrade(tcp, ws).await?,
                 peer,
                 auth: TransportAuth::None,
-                kind: "ws",
             }),
             Self::Wss(tls, ws) => {
                 let secured = tls.accept(tcp, peer).await?;
@@ -114,8 +109,59 @@ impl ListenerKind {
                     stream: ws::upgrade(secured.stream, ws).await?,
                     peer,
                     auth: secured.auth,
-                    kind: "wss",
                 })
+            }
+        }
+    }
+}
+
+impl crate::Broker {
+    pub(crate) async fn accept_loop(self: Arc<Self>, listener: TcpListener, kind: ListenerKind) {
+        loop {
+            match listener.accept().await {
+                Ok((tcp, peer)) => {
+                    tokio::spawn(self.clone().serve_connection(kind.clone(), tcp, peer));
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
+    /// The transport's handshake (TLS, WebSocket upgrade), then MQTT.
+    async fn serve_connection(
+        self: Arc<Self>,
+        kind: ListenerKind,
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+    ) {
+        let deadline = self.settings.connect_timeout;
+        match tokio::time::timeout(deadline, kind.accept(tcp, peer)).await {
+            Ok(Ok(accepted)) => crate::connection::serve(self, accepted).await,
+            Ok(Err(err)) => {
+                // A failed TLS-PSK handshake is a failed authentication.
+                if matches!(err, TransportError::Psk(_)) {
+                    self.auth_failed(peer.ip());
+                }
+                self.metrics
+                    .transport_failed
+                    .get_or_create(&crate::metrics::ListenerLabel {
+                        listener: kind.name(),
+                    })
+                    .inc();
+                tracing::info!(%peer, listener = kind.name(), error = %err, "transport handshake failed");
+            }
+            Err(_) => {
+                self.metrics
+                    .transport_failed
+                    .get_or_create(&crate::metrics::ListenerLabel {
+                        listener: kind.name(),
+                    })
+                    .inc();
+                tracing::debug!(%peer, listener = kind.name(), "transport handshake timed out");
             }
         }
     }

@@ -105,7 +105,6 @@ impl TlsAcceptor {
                 stream,
                 peer,
                 auth: TransportAuth::Psk(identity),
-                kind: "tls-psk",
             });
         }
         let tls = self
@@ -123,7 +122,6 @@ impl TlsAcceptor {
             stream: Box::new(tls),
             peer,
             auth,
-            kind: "tls",
         })
     }
 }
