@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The whole side-by-side table, in one command: Eddy, Mosquitto (Debian) and rumqttd
 # (`cargo install rumqttd`) on loopback, driven by the same eddy-bench scenarios, runs
-# alternating between brokers; then Eddy's own rows (rule pipeline on vs off, a Kafka
-# destination, Tencent-authenticated handshakes). Installs what is missing (Mosquitto,
-# rumqttd, tansu), builds the release binaries, prints Markdown tables with medians and
-# Eddy/peer ratios, and keeps every raw JSON report.
+# alternating between brokers; then Eddy's own rows (connect storm and idle connections as
+# Tencent key devices, rule pipeline on vs off, a Kafka destination, TLS/TLS-PSK/DTLS
+# handshakes). Installs what is missing (Mosquitto, rumqttd, tansu), builds the release
+# binaries, prints Markdown tables with medians and Eddy/peer ratios, and keeps every raw
+# JSON report.
 #
 #   benches/peers/run.sh                       3 runs of 10 s per scenario (≈25 min)
 #   RUNS=5 DURATION=20s benches/peers/run.sh
 #   PERF=1 …                                   also `perf record` Eddy in a fan-in run
 #   BROKERS="eddy mosquitto" …                 a subset of the brokers
-#   SKIP="rules kafka handshakes" …            leave out Eddy-only parts
+#   SKIP="messages connect idle" …             leave out parts: the message scenarios, the
+#                                              connect storm, the idle soak, and the Eddy-only
+#                                              tencent, rules, kafka, handshakes
 #   OUT=DIR …                                  where reports go (default: a temp dir, printed)
 #   QUICK=1 PROFILE=dev STRICT=1 …             the CI smoke: 1 run of 1 s each, small numbers,
 #                                              the debug build scripts/test made; exit non-zero
@@ -20,7 +23,8 @@
 # 1 subscriber at full speed (the drop test), p2p QoS 0, p2p QoS 1, fan-out ×8 QoS 0, p2p
 # QoS 1 at a fixed rate of 50 % of the slowest broker's p2p QoS 1 median (latency at half
 # load), a connect storm (8 workers), and idle connections (as many as the file-descriptor
-# limit allows, up to 100k) for memory per connection.
+# limit allows, up to 100k) for memory per connection; for Eddy also the connect storm and
+# DEVICES (2,000) idle connections as Tencent key devices.
 #
 # Persistence: none of these scenarios needs any (QoS 0/1 to clean sessions), so none is
 # configured — Mosquitto `persistence false`, rumqttd has none, Eddy's durable log is not
@@ -45,6 +49,8 @@ skipped() { [[ " $SKIP " == *" $1 "* ]]; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 max_idle=$(($(ulimit -n) - 1000))
 IDLE=${IDLE:-$([ "$quick" = 1 ] && echo 200 || echo $((max_idle < 100000 ? max_idle : 100000)))}
+# Idle Tencent devices: each is created through the API first (one CLI call each).
+DEVICES=${DEVICES:-$([ "$quick" = 1 ] && echo 100 || echo 2000)}
 
 peers=$CARGO_TARGET_DIR/peers
 if [[ " $BROKERS " == *" rumqttd "* ]] && [ ! -x "$peers/bin/rumqttd" ]; then
@@ -79,6 +85,8 @@ data-dir = "$work/eddy-data"
 listen = "127.0.0.1:18880"
 [mqtt]
 listen = "127.0.0.1:18831"
+# The Tencent-device rows reconnect the same devices in a loop: no per-device interval.
+device-connect-interval = "0s"
 tls-listen = ""
 ws-listen = ""
 wss-listen = ""
@@ -164,6 +172,21 @@ for port in 18830 18831 18832 18880; do
   fi
 done
 
+port_of() {
+  case $1 in eddy) echo 18831 ;; mosquitto) echo 18830 ;; rumqttd) echo 18832 ;; esac
+}
+# restart NAME: stops the broker and starts a fresh one, so that its memory is measured
+# from a clean heap (allocators keep what earlier runs freed). Eddy keeps its data dir.
+restart() {
+  local pid_var=${1}_pid
+  kill "${!pid_var}" 2> /dev/null || true
+  wait "${!pid_var}" 2> /dev/null || true
+  "start_$1"
+  wait_port "$(port_of "$1")"
+  [ "$1" = eddy ] && wait_port 18880
+  return 0
+}
+
 brokers=()
 for b in $BROKERS; do
   case $b in
@@ -208,12 +231,13 @@ if [ "${PERF:-0}" = 1 ] && [[ " $BROKERS " == *" eddy "* ]]; then
   perf report -i "$out/eddy-fan-in.perf" --no-children -g none --percent-limit 0.8 --stdio 2> /dev/null |
     grep -v '^#' | grep -v '^$' > "$out/eddy-fan-in.profile.txt" || true
 fi
-scenario "fan-in QoS 0, $pubs pubs → 1 sub" --scenario fan-in --clients "$pubs" --qos 0
-scenario "p2p QoS 0, $clients pairs" --scenario p2p --clients "$clients" --qos 0
-scenario "p2p QoS 1, $clients pairs" --scenario p2p --clients "$clients" --qos 1
-scenario "fan-out QoS 0, 1 pub → $clients subs" --scenario fan-out --clients "$clients" --qos 0
-# Half load: 50 % of the slowest broker's median p2p QoS 1 rate, the same for every broker.
-half=$(python3 - "$results" "p2p QoS 1, $clients pairs" "$clients" <<'PY'
+if ! skipped messages; then
+  scenario "fan-in QoS 0, $pubs pubs → 1 sub" --scenario fan-in --clients "$pubs" --qos 0
+  scenario "p2p QoS 0, $clients pairs" --scenario p2p --clients "$clients" --qos 0
+  scenario "p2p QoS 1, $clients pairs" --scenario p2p --clients "$clients" --qos 1
+  scenario "fan-out QoS 0, 1 pub → $clients subs" --scenario fan-out --clients "$clients" --qos 0
+  # Half load: 50 % of the slowest broker's median p2p QoS 1 rate, the same for every broker.
+  half=$(python3 - "$results" "p2p QoS 1, $clients pairs" "$clients" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {}
@@ -223,14 +247,19 @@ for r in rows:
 slowest = min(statistics.median(v) for v in by.values())
 print(f"{max(slowest * 0.5 / int(sys.argv[3]), 1.0):.0f}")
 PY
-)
-scenario "p2p QoS 1 at 50 % load, $clients × $half/s" --scenario p2p --clients "$clients" --qos 1 --rate "$half"
-scenario "connect storm, $clients workers" --scenario connect --clients "$clients"
-for b in "${brokers[@]}"; do
-  name=${b%%:*} rest=${b#*:}
-  bench "$name" "idle connections" "${rest%%:*}" "${rest#*:}" --scenario idle --clients "$IDLE" \
-    --spread-sources --duration 5s
-done
+  )
+  scenario "p2p QoS 1 at 50 % load, $clients × $half/s" --scenario p2p --clients "$clients" --qos 1 --rate "$half"
+fi
+skipped connect || scenario "connect storm, $clients workers" --scenario connect --clients "$clients"
+if ! skipped idle; then
+  for b in "${brokers[@]}"; do
+    name=${b%%:*}
+    restart "$name"
+    pid_var=${name}_pid
+    bench "$name" "idle connections" "$(port_of "$name")" "${!pid_var}" --scenario idle --clients "$IDLE" \
+      --spread-sources --duration 5s
+  done
+fi
 
 # Eddy only: the rule pipeline, on vs off (the same JSON traffic; "on" subscribes to what a
 # `SELECT * … WHERE` rule republishes), and a Kafka destination.
@@ -247,6 +276,32 @@ if [[ " $BROKERS " == *" eddy "* ]] && ! skipped rules; then
       --duration "$DURATION" --drain 30s
     eddy_cli rule disable bench_republish > /dev/null
   done
+fi
+
+# Eddy only: the same connection scenarios as Tencent key devices (HMAC password checked
+# against the registry, online state recorded before the CONNACK).
+if [[ " $BROKERS " == *" eddy "* ]] && ! skipped tencent; then
+  eddy_cli() { "$bin/eddy" --config "$work/eddy.toml" "$@" --endpoint http://127.0.0.1:18880; }
+  product=$(eddy_cli product create benchdevices --json | python3 -c '
+import json, sys
+def find(v):
+    if isinstance(v, dict):
+        if "ProductId" in v: return v["ProductId"]
+        for x in v.values():
+            r = find(x)
+            if r: return r
+print(find(json.load(sys.stdin)))')
+  psk=$(printf 'eddy-bench-key!!' | base64)
+  log "eddy: creating $DEVICES key devices"
+  seq 0 $((DEVICES - 1)) | xargs -P 4 -I{} "$bin/eddy" --config "$work/eddy.toml" device create "$product" "bench{}" \
+    --psk "$psk" --endpoint http://127.0.0.1:18880 > /dev/null
+  for run in $(seq "$RUNS"); do
+    bench eddy "connect storm, $clients workers, Tencent key devices" 18831 "$eddy_pid" --scenario connect \
+      --clients "$clients" --duration "$DURATION" --product-id "$product" --psk "$psk"
+  done
+  restart eddy
+  bench eddy "idle connections, Tencent key devices" 18831 "$eddy_pid" --scenario idle --clients "$DEVICES" \
+    --spread-sources --duration 5s --product-id "$product" --psk "$psk"
 fi
 
 # Eddy only: MQTT → rule → Kafka through the whole hub. The generator publishes; the hub's

@@ -27,8 +27,9 @@ def fmt(x, digits=0):
 
 
 messages = groups(lambda r: "sent" in r and "latency_ms" in r and not r["label"].startswith("rules"))
-print("| scenario | broker | in msg/s | out msg/s | lost (of expected) | dup | p50 ms | p99 ms | CPU % | RSS MiB | count check | Eddy / peer (out) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+if messages:
+    print("| scenario | broker | in msg/s | out msg/s | lost (of expected) | dup | p50 ms | p99 ms | CPU % | RSS MiB | count check | Eddy / peer (out) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for label, by in messages.items():
     eddy = med([r["out_per_s"] for r in by["eddy"]]) if "eddy" in by else None
     for broker, rs in by.items():
@@ -61,12 +62,12 @@ if connects:
 
 idle = [r for r in rows if r.get("scenario") == "idle"]
 if idle:
-    print("\n| idle connections | broker | open | failed | RSS before MiB | RSS after MiB | bytes per connection |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| idle connections | broker | asked | open | failed | RSS before MiB | RSS after MiB | bytes per connection |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in idle:
         per = r["broker_bytes_per_connection"]
         print(
-            f"| {r['clients']:,} asked | {r['broker']} | {r['open']:,} | {r['failed']:,} "
+            f"| {r['label']} | {r['broker']} | {r['clients']:,} | {r['open']:,} | {r['failed']:,} "
             f"| {fmt((r['broker_rss_kb_before'] or 0) / 1024, 1)} | {fmt((r['broker_rss_kb_after'] or 0) / 1024, 1)} "
             f"| {fmt(per)} |"
         )

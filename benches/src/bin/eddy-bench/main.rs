@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytestring::ByteString;
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
@@ -100,10 +102,20 @@ struct Args {
     /// than one address has ephemeral ports.
     #[arg(long)]
     spread_sources: bool,
+    /// Generic clients' username (peers, Eddy's open-broker mode).
     #[arg(long)]
     username: Option<String>,
     #[arg(long)]
     password: Option<String>,
+    /// connect / idle: log in as Eddy's Tencent key devices of this product, client n as
+    /// device `<--device-prefix>n` (create them first, all with the --psk key).
+    #[arg(long, requires = "psk")]
+    product_id: Option<String>,
+    /// The devices' PSK (base64, as CreateDevice returns it).
+    #[arg(long, requires = "product_id")]
+    psk: Option<String>,
+    #[arg(long, default_value = "bench")]
+    device_prefix: String,
     /// The broker's process id, for its CPU time and resident memory.
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -138,10 +150,28 @@ async fn main() -> Result<(), Error> {
         .to_socket_addrs()?
         .next()
         .ok_or("the host resolves to no address")?;
+    let tencent = match (&args.product_id, &args.psk) {
+        (Some(product_id), Some(psk)) => {
+            if !matches!(args.scenario, Scenario::Connect | Scenario::Idle) {
+                return Err(
+                    "Tencent devices only take part in the connect and idle scenarios \
+                            (a device may only use its own topics)"
+                        .into(),
+                );
+            }
+            Some(wire::TencentDevices {
+                product_id: product_id.clone(),
+                key: BASE64.decode(psk)?,
+                prefix: args.device_prefix.clone(),
+            })
+        }
+        _ => None,
+    };
     let endpoint = Endpoint {
         broker,
         username: args.username.clone(),
         password: args.password.clone(),
+        tencent,
         spread_sources: args.spread_sources,
     };
     let n = args.clients.max(1);
@@ -202,7 +232,7 @@ async fn messages(args: &Args, endpoint: &Endpoint, n: usize) -> Result<Value, E
     // Subscribers first, each subscribed before any publisher starts.
     let mut subscribers = Vec::new();
     for (i, filter) in sub_filters.iter().enumerate() {
-        let mut conn = Conn::open(endpoint, &format!("bench-sub-{i}"), 60, i).await?;
+        let mut conn = Conn::open(endpoint, "sub", i, 60, i).await?;
         conn.subscribe(filter, qos).await?;
         subscribers.push(tokio::spawn(flow::subscribe_loop(
             conn,
@@ -218,7 +248,7 @@ async fn messages(args: &Args, endpoint: &Endpoint, n: usize) -> Result<Value, E
     let mut counters = Vec::new();
     let mut publishers = Vec::new();
     for (i, topic) in pub_topics.iter().enumerate() {
-        let conn = Conn::open(endpoint, &format!("bench-pub-{i}"), 60, n + i).await?;
+        let conn = Conn::open(endpoint, "pub", i, 60, n + i).await?;
         let sent = Arc::new(Sent::default());
         counters.push(sent.clone());
         let publisher = Publisher {

@@ -39,7 +39,7 @@ pub async fn connect_storm(
             let mut nth = w;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                match Conn::open(&endpoint, &format!("bench-storm-{w}"), 60, nth).await {
+                match Conn::open(&endpoint, "storm", w, 60, nth).await {
                     Ok(conn) => {
                         let _ = latency.record((t.elapsed().as_nanos() as u64).max(1));
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -112,7 +112,7 @@ pub async fn idle_soak(
             let _permit = gate.acquire_owned().await.ok()?;
             // A long keep-alive (rumqttd refuses 0): silent for as long as the soak lasts.
             Some(
-                Conn::open(&endpoint, &format!("bench-idle-{i}"), IDLE_KEEP_ALIVE, i)
+                Conn::open(&endpoint, "idle", i, IDLE_KEEP_ALIVE, i)
                     .await
                     .map_err(|e| e.to_string()),
             )

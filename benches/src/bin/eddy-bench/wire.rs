@@ -10,8 +10,10 @@ use std::num::NonZeroU16;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
+use hmac::{Hmac, Mac};
 use rmqtt_codec::types::{Protocol, Publish, QoS};
 use rmqtt_codec::v3::{self, ConnectAckReason, Packet};
+use sha1::Sha1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::codec::{Decoder, Encoder};
@@ -22,11 +24,44 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub broker: SocketAddr,
+    /// Generic clients (peers, Eddy's open-broker mode): these credentials, if any.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Or Eddy's Tencent key devices: client `n` is device `<prefix><n>`.
+    pub tencent: Option<TencentDevices>,
     /// Spread source addresses over 127.0.0.2 … 127.0.0.251 (loopback brokers only), so
     /// that more connections than one address's ephemeral ports can be opened.
     pub spread_sources: bool,
+}
+
+/// Key devices of one product, all with the same PSK, named `<prefix>0`, `<prefix>1`, …
+#[derive(Debug, Clone)]
+pub struct TencentDevices {
+    pub product_id: String,
+    pub key: Vec<u8>,
+    pub prefix: String,
+}
+
+impl Endpoint {
+    /// ClientId, username and password of client `n` playing `role`: a generic
+    /// `bench-<role>-<n>`, or Tencent device n with the username and HMAC password of
+    /// Tencent's device SDKs (`<ClientId>;<sdkappid>;<connid>;<expiry>`, HMAC-SHA1 under the
+    /// device key).
+    fn login(&self, role: &str, n: usize) -> (String, Option<String>, Option<String>) {
+        let Some(t) = &self.tencent else {
+            return (
+                format!("bench-{role}-{n}"),
+                self.username.clone(),
+                self.password.clone(),
+            );
+        };
+        let client_id = format!("{}{}{n}", t.product_id, t.prefix);
+        let username = format!("{client_id};12010126;bench;{}", i64::MAX);
+        let mut mac = Hmac::<Sha1>::new_from_slice(&t.key).expect("HMAC takes any key length");
+        mac.update(username.as_bytes());
+        let password = format!("{};hmacsha1", hex::encode(mac.finalize().into_bytes()));
+        (client_id, Some(username), Some(password))
+    }
 }
 
 pub fn wire_qos(n: u8) -> QoS {
@@ -45,13 +80,16 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// TCP connect, CONNECT (clean session) and wait for an accepted CONNACK.
+    /// TCP connect (from source address `nth`), CONNECT (clean session) as client `n` in
+    /// `role`, and wait for an accepted CONNACK.
     pub async fn open(
         endpoint: &Endpoint,
-        client_id: &str,
+        role: &str,
+        n: usize,
         keep_alive: u16,
         nth: usize,
     ) -> Result<Self, Error> {
+        let (client_id, username, password) = endpoint.login(role, n);
         let stream = tcp_connect(endpoint, nth).await?;
         stream.set_nodelay(true)?;
         let mut conn = Conn {
@@ -64,11 +102,8 @@ impl Conn {
             clean_session: true,
             keep_alive,
             client_id: ByteString::from(client_id),
-            username: endpoint.username.as_deref().map(ByteString::from),
-            password: endpoint
-                .password
-                .as_ref()
-                .map(|p| Bytes::from(p.clone().into_bytes())),
+            username: username.map(ByteString::from),
+            password: password.map(|p| Bytes::from(p.into_bytes())),
             ..Default::default()
         };
         conn.send(Packet::Connect(Box::new(connect))).await?;
