@@ -55,15 +55,7 @@ endpoint=$(sed -n 's/^eddy: api listening on //p' "$work/out")
 eddy() { "$bin_dir/eddy" --config "$work/eddy.toml" "$@" --endpoint "$endpoint"; }
 
 psk=$(printf 'handshake-bench!' | base64)
-pid=$(eddy product create handshakes --json | python3 -c '
-import json, sys
-def find(v):
-    if isinstance(v, dict):
-        if "ProductId" in v: return v["ProductId"]
-        for x in v.values():
-            r = find(x)
-            if r: return r
-print(find(json.load(sys.stdin)))')
+pid=$(eddy product create handshakes --json | json_product_id)
 for i in $(seq 0 $((concurrency - 1))); do
   eddy device create "$pid" "hs$i" --psk "$psk" --json > /dev/null
 done

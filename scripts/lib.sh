@@ -68,3 +68,16 @@ ensure_python_env() {
   fi
   echo "$venv/bin/python"
 }
+
+# json_product_id: the ProductId in the JSON on stdin (`eddy product create --json`).
+json_product_id() {
+  python3 -c '
+import json, sys
+def find(v):
+    if isinstance(v, dict):
+        if "ProductId" in v: return v["ProductId"]
+        for x in v.values():
+            r = find(x)
+            if r: return r
+print(find(json.load(sys.stdin)))'
+}

@@ -282,15 +282,7 @@ fi
 # against the registry, online state recorded before the CONNACK).
 if [[ " $BROKERS " == *" eddy "* ]] && ! skipped tencent; then
   eddy_cli() { "$bin/eddy" --config "$work/eddy.toml" "$@" --endpoint http://127.0.0.1:18880; }
-  product=$(eddy_cli product create benchdevices --json | python3 -c '
-import json, sys
-def find(v):
-    if isinstance(v, dict):
-        if "ProductId" in v: return v["ProductId"]
-        for x in v.values():
-            r = find(x)
-            if r: return r
-print(find(json.load(sys.stdin)))')
+  product=$(eddy_cli product create benchdevices --json | json_product_id)
   psk=$(printf 'eddy-bench-key!!' | base64)
   log "eddy: creating $DEVICES key devices"
   seq 0 $((DEVICES - 1)) | xargs -P 4 -I{} "$bin/eddy" --config "$work/eddy.toml" device create "$product" "bench{}" \

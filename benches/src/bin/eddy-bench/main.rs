@@ -174,6 +174,9 @@ async fn main() -> Result<(), Error> {
         tencent,
         spread_sources: args.spread_sources,
     };
+    if args.subscribe_to.is_some() && args.scenario != Scenario::FanIn {
+        return Err("--subscribe-to is for the fan-in scenario only".into());
+    }
     let n = args.clients.max(1);
     let report = match args.scenario {
         Scenario::Connect => storm::connect_storm(endpoint, n, args.duration, !args.json).await,
