@@ -18,8 +18,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Parser, ValueEnum};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use eddy_benches::{TencentLogin, connect_packet, tencent_login};
 use hdrhistogram::Histogram;
-use hmac::{Hmac, Mac};
 use openssl::ssl::{Ssl, SslConnector, SslMethod, SslOptions, SslVersion};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket};
@@ -70,35 +70,6 @@ struct Args {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// An MQTT 3.1.1 CONNECT (clean session, keepalive 60 s).
-fn connect_packet(client_id: &str, username: &str, password: Option<&str>) -> Vec<u8> {
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4];
-    body.push(if password.is_some() { 0xC2 } else { 0x82 });
-    body.extend([0, 60]);
-    for field in [Some(client_id), Some(username), password]
-        .into_iter()
-        .flatten()
-    {
-        body.extend(u16::try_from(field.len()).unwrap_or(u16::MAX).to_be_bytes());
-        body.extend(field.as_bytes());
-    }
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap_or(0);
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend(body);
-    packet
-}
-
 /// Sends CONNECT and checks the CONNACK accepts it.
 async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
@@ -126,12 +97,12 @@ struct Device {
 
 fn device(args: &Args, i: usize) -> Result<Device, Error> {
     let device_name = format!("{}{i}", args.device_prefix);
-    let client_id = format!("{}{device_name}", args.product_id);
-    let username = format!("{client_id};12010126;bench;{}", i64::MAX);
     let key = BASE64.decode(&args.psk)?;
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key)?;
-    mac.update(username.as_bytes());
-    let password = format!("{};hmacsha1", hex::encode(mac.finalize().into_bytes()));
+    let TencentLogin {
+        client_id,
+        username,
+        password,
+    } = tencent_login(&args.product_id, &device_name, &key);
     let mut device = Device {
         psk: None,
         client_id,
@@ -166,16 +137,24 @@ async fn once(
     match args.mode {
         Mode::Tcp => {
             let mut tcp = tcp(addr).await?;
-            let connect =
-                connect_packet(&device.client_id, &device.username, Some(&device.password));
+            let connect = connect_packet(
+                &device.client_id,
+                Some(&device.username),
+                Some(&device.password),
+                60,
+            );
             mqtt_connect(&mut tcp, &connect).await
         }
         Mode::Tls => {
             let tcp = tcp(addr).await?;
             let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
             let mut tls = rustls.connect(name, tcp).await?;
-            let connect =
-                connect_packet(&device.client_id, &device.username, Some(&device.password));
+            let connect = connect_packet(
+                &device.client_id,
+                Some(&device.username),
+                Some(&device.password),
+                60,
+            );
             mqtt_connect(&mut tls, &connect).await
         }
         Mode::TlsPsk => {
@@ -183,7 +162,7 @@ async fn once(
             let ssl = psk_ssl(device.psk.as_ref().ok_or("no PSK context")?)?;
             let mut tls = tokio_openssl::SslStream::new(ssl, tcp)?;
             Pin::new(&mut tls).connect().await?;
-            let connect = connect_packet(&device.client_id, &device.username, None);
+            let connect = connect_packet(&device.client_id, Some(&device.username), None, 60);
             mqtt_connect(&mut tls, &connect).await
         }
         Mode::Dtls => {

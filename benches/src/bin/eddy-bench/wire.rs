@@ -10,10 +10,9 @@ use std::num::NonZeroU16;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use hmac::{Hmac, Mac};
-use rmqtt_codec::types::{Protocol, Publish, QoS};
+use eddy_benches::{connect_packet, tencent_login};
+use rmqtt_codec::types::{Publish, QoS};
 use rmqtt_codec::v3::{self, ConnectAckReason, Packet};
-use sha1::Sha1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::codec::{Decoder, Encoder};
@@ -44,9 +43,7 @@ pub struct TencentDevices {
 
 impl Endpoint {
     /// ClientId, username and password of client `n` playing `role`: a generic
-    /// `bench-<role>-<n>`, or Tencent device n with the username and HMAC password of
-    /// Tencent's device SDKs (`<ClientId>;<sdkappid>;<connid>;<expiry>`, HMAC-SHA1 under the
-    /// device key).
+    /// `bench-<role>-<n>`, or Tencent device n as its SDKs log in.
     fn login(&self, role: &str, n: usize) -> (String, Option<String>, Option<String>) {
         let Some(t) = &self.tencent else {
             return (
@@ -55,12 +52,8 @@ impl Endpoint {
                 self.password.clone(),
             );
         };
-        let client_id = format!("{}{}{n}", t.product_id, t.prefix);
-        let username = format!("{client_id};12010126;bench;{}", i64::MAX);
-        let mut mac = Hmac::<Sha1>::new_from_slice(&t.key).expect("HMAC takes any key length");
-        mac.update(username.as_bytes());
-        let password = format!("{};hmacsha1", hex::encode(mac.finalize().into_bytes()));
-        (client_id, Some(username), Some(password))
+        let login = tencent_login(&t.product_id, &format!("{}{n}", t.prefix), &t.key);
+        (login.client_id, Some(login.username), Some(login.password))
     }
 }
 
@@ -97,16 +90,13 @@ impl Conn {
             codec: v3::Codec::new(0),
             read_buf: BytesMut::with_capacity(64 * 1024),
         };
-        let connect = v3::Connect {
-            protocol: Protocol::default(),
-            clean_session: true,
+        let connect = connect_packet(
+            &client_id,
+            username.as_deref(),
+            password.as_deref(),
             keep_alive,
-            client_id: ByteString::from(client_id),
-            username: username.map(ByteString::from),
-            password: password.map(|p| Bytes::from(p.into_bytes())),
-            ..Default::default()
-        };
-        conn.send(Packet::Connect(Box::new(connect))).await?;
+        );
+        conn.stream.write_all(&connect).await?;
         match conn.next().await? {
             Packet::ConnectAck(ack) if ack.return_code == ConnectAckReason::ConnectionAccepted => {
                 Ok(conn)
