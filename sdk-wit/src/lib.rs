@@ -43,7 +43,7 @@ pub mod bindings {
 }
 
 pub use bindings::eddy::plugin::types::{
-    Batch, ConnectorError, DeliveryError, RejectedRow, RetryAfter, RowMeta,
+    Batch, ConnectorError, DeliveryError, MetaColumns, Packed, RejectedRow, RetryAfter, RowMeta,
 };
 pub use bindings::eddy::plugin::{http, kafka, log, metrics, mqtt, pulsar, sql};
 
@@ -59,6 +59,56 @@ impl From<ConnectorError> for DeliveryError {
             }
             ConnectorError::Invalid(why) => DeliveryError::Permanent(why),
         }
+    }
+}
+
+/// Byte strings in one buffer (`types.packed` in the WIT): what `Batch::payloads` and
+/// `Batch::meta_columns` return and `kafka::produce_packed` takes.
+impl Packed {
+    /// Empty, with room for `items` items of `bytes` bytes in all.
+    pub fn with_capacity(items: usize, bytes: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(items),
+        }
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Item `index`; none past the end (or when the ends are malformed).
+    pub fn get(&self, index: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(index)? as usize;
+        let start = match index {
+            0 => 0,
+            _ => self.ends[index - 1] as usize,
+        };
+        self.data.get(start..end)
+    }
+
+    /// Every item, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or_default())
+    }
+
+    /// Appends one item.
+    pub fn push(&mut self, item: &[u8]) {
+        self.data.extend_from_slice(item);
+        self.end_item();
+    }
+
+    /// Ends the current item: whatever was written to `data` since the previous end (for
+    /// writing an item in place, e.g. with `serde_json::to_writer(&mut packed.data, …)`).
+    pub fn end_item(&mut self) {
+        // A guest's memory is 32-bit: its buffers cannot pass u32::MAX.
+        self.ends
+            .push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
     }
 }
 

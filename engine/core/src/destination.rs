@@ -6,6 +6,7 @@
 //! action, each with a stable id and the metadata of the message it came from. It is what
 //! a plugin sees as its `batch` resource (`sdk-wit/wit/plugin.wit`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ pub struct Row {
     pub id: String,
     /// The rule's SELECT output as a JSON object text — or, when `json` is false, the
     /// source payload unchanged (a rule selecting only `*` over a non-object payload).
+    /// Serialised as one byte string (the same postcard bytes as a `u8` sequence, written
+    /// and read in one copy).
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub json: bool,
     pub meta: RowMeta,
@@ -83,8 +87,10 @@ pub enum DeliveryError {
 }
 
 /// A place rule output goes to (a plugin instance, in practice). Called with one batch at
-/// a time per queue; must be safe to call again with the same rows (at-least-once).
+/// a time per queue; must be safe to call again with the same rows (at-least-once). The
+/// batch is shared (`Arc`) so a destination can keep it for the call without copying rows
+/// (a plugin instance holds it as its `batch` resource).
 #[async_trait::async_trait]
 pub trait Destination: Send + Sync + std::fmt::Debug + 'static {
-    async fn deliver(&self, batch: &Envelope) -> Result<(), DeliveryError>;
+    async fn deliver(&self, batch: &Arc<Envelope>) -> Result<(), DeliveryError>;
 }

@@ -150,4 +150,41 @@ mod tests {
         assert_eq!(decode_entry(&bytes).expect("decode"), e);
         assert!(decode_entry(&bytes[..bytes.len() - 1]).is_err());
     }
+
+    #[test]
+    fn entries_written_with_payloads_as_u8_sequences_still_decode() {
+        // Before payloads were serialised as byte strings (serde_bytes), postcard wrote
+        // them as sequences of u8: queues written then must read the same.
+        #[derive(Serialize)]
+        struct OldRow<'a> {
+            id: &'a str,
+            payload: &'a Vec<u8>,
+            json: bool,
+            meta: &'a RowMeta,
+        }
+        #[derive(Serialize)]
+        struct OldEntry<'a> {
+            rows: u64,
+            envelope: (&'a [String], Vec<OldRow<'a>>),
+        }
+        let e = envelope(3);
+        let old = OldEntry {
+            rows: 3,
+            envelope: (
+                &e.columns,
+                e.rows
+                    .iter()
+                    .map(|r| OldRow {
+                        id: &r.id,
+                        payload: &r.payload,
+                        json: r.json,
+                        meta: &r.meta,
+                    })
+                    .collect(),
+            ),
+        };
+        let bytes = postcard::to_allocvec(&old).expect("old encoding");
+        assert_eq!(bytes, encode_entry(&e).expect("encode"));
+        assert_eq!(decode_entry(&bytes).expect("decode"), e);
+    }
 }

@@ -44,7 +44,8 @@ pub(crate) struct Target {
 /// The merged head of a queue.
 #[derive(Debug)]
 struct InFlight {
-    envelope: Envelope,
+    /// Shared with the destination for the call; only this worker holds it while merging.
+    envelope: Arc<Envelope>,
     entries: Vec<EntrySize>,
 }
 
@@ -160,7 +161,7 @@ impl Worker {
             match &mut batch {
                 None => {
                     batch = Some(InFlight {
-                        envelope,
+                        envelope: Arc::new(envelope),
                         entries: vec![entry],
                     });
                 }
@@ -170,7 +171,7 @@ impl Worker {
                     {
                         break;
                     }
-                    b.envelope.extend(envelope);
+                    Arc::make_mut(&mut b.envelope).extend(envelope);
                     b.entries.push(entry);
                 }
             }
@@ -284,7 +285,7 @@ impl Worker {
         let len = batch.envelope.len();
         let mut is_failed = vec![rejected.is_none(); len];
         let failed_rows = match rejected {
-            None => batch.envelope.clone(),
+            None => Envelope::clone(&batch.envelope),
             Some(rejected) => {
                 for (index, _) in rejected {
                     if let Some(flag) = is_failed.get_mut(*index) {

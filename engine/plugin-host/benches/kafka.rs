@@ -7,19 +7,13 @@
 //!
 //! `export $(scripts/start-kafka.sh) && cargo bench -p eddy-plugin-host --bench kafka`
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use eddy_core::destination::Destination;
-use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
+use eddy_plugin_host::{Connectors, HostSettings, PluginHost};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 mod common;
-use common::envelope;
+use common::{envelope, kafka_destination};
 
 fn bench(c: &mut Criterion) {
     let Ok(brokers) = std::env::var("EDDY_TEST_KAFKA") else {
@@ -32,35 +26,8 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let topic = format!("eddy-bench-{}", std::process::id());
-    runtime.block_on(async {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .expect("admin client");
-        let created = admin
-            .create_topics(
-                &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .expect("create topic");
-        for r in created {
-            r.expect("topic created");
-        }
-    });
     let host = PluginHost::new(HostSettings::default(), Connectors::new(None)).expect("host");
-    let wasm: Arc<dyn Destination> = runtime.block_on(async {
-        let plugin = host.load_builtin("kafka").expect("kafka plugin");
-        let config = serde_json::json!({ "broker": "kafka", "topic": topic }).to_string();
-        let grants = Grants {
-            kafka_brokers: Some(brokers.clone()),
-            kafka_topics: vec![topic.clone()],
-            ..Grants::default()
-        };
-        host.destination(plugin, "bench-kafka", "$rule/bench", config, grants)
-            .await
-            .expect("destination")
-    });
+    let wasm = runtime.block_on(kafka_destination(&host, &brokers, &topic));
     let native: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("acks", "all")

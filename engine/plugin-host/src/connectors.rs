@@ -15,10 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use eddy_core::destination::Row;
 use eddy_core::{Message, Publish, QoS, Topic};
+use wasmtime::component::Resource;
 
-use crate::bindings::eddy::plugin::{http, kafka, mqtt, pulsar, sql, types::ConnectorError};
-use crate::state::HostState;
+use crate::bindings::eddy::plugin::types::{self, ConnectorError};
+use crate::bindings::eddy::plugin::{http, kafka, mqtt, pulsar, sql};
+use crate::state::{BatchRep, HostState};
 
 /// The hub-wide connector clients every destination shares.
 #[derive(Debug, Clone)]
@@ -62,58 +65,119 @@ impl HostState {
     }
 }
 
+impl HostState {
+    /// `topic` parsed and checked against the grants.
+    fn granted_topic(&self, topic: &str) -> Result<Topic, ConnectorError> {
+        let parsed = Topic::parse(topic)
+            .map_err(|e| ConnectorError::Invalid(format!("topic {topic:?}: {e}")))?;
+        if !self.shared.grants.allows_topic(&parsed) {
+            return Err(ConnectorError::PermissionDenied(format!(
+                "destination {} may not publish to {topic:?}",
+                self.shared.name
+            )));
+        }
+        Ok(parsed)
+    }
+
+    /// A message this destination republishes.
+    fn message(&self, topic: Topic, payload: Bytes, qos: QoS, now_ms: i64) -> Message {
+        Message {
+            topic,
+            payload,
+            qos,
+            retain: false,
+            publisher: self.shared.publisher_id.clone(),
+            received_at_ms: now_ms,
+            properties: None,
+        }
+    }
+
+    /// Publishes `messages` through the router, all at once.
+    async fn publish_all(&mut self, messages: Vec<Message>) -> Result<(), ConnectorError> {
+        let Some(publisher) = self.shared.connectors.publisher.clone() else {
+            return Err(ConnectorError::Unavailable(
+                "this hub has no router attached".into(),
+            ));
+        };
+        let results = self
+            .timed(futures::future::join_all(
+                messages.into_iter().map(|m| publisher.publish(m)),
+            ))
+            .await;
+        match results.into_iter().find_map(Result::err) {
+            Some(error) => Err(ConnectorError::Unavailable(error.to_string())),
+            None => Ok(()),
+        }
+    }
+}
+
+fn qos(value: u8) -> Result<QoS, ConnectorError> {
+    QoS::from_u8(value)
+        .ok_or_else(|| ConnectorError::Invalid(format!("qos {value} is not 0, 1 or 2")))
+}
+
 impl mqtt::Host for HostState {
     async fn publish(
         &mut self,
         messages: Vec<mqtt::Message>,
     ) -> wasmtime::Result<Result<(), ConnectorError>> {
-        let grants = &self.shared.grants;
-        let mut out = Vec::with_capacity(messages.len());
-        for m in messages {
-            let topic = match Topic::parse(&m.topic) {
-                Ok(topic) => topic,
-                Err(e) => {
-                    return Ok(Err(ConnectorError::Invalid(format!(
-                        "topic {:?}: {e}",
-                        m.topic
-                    ))));
-                }
+        let now_ms = eddy_core::time::unix_now_ms();
+        let checked: Result<Vec<Message>, ConnectorError> = messages
+            .into_iter()
+            .map(|m| {
+                let topic = self.granted_topic(&m.topic)?;
+                Ok(self.message(topic, Bytes::from(m.payload), qos(m.qos)?, now_ms))
+            })
+            .collect();
+        Ok(match checked {
+            Ok(messages) => self.publish_all(messages).await,
+            Err(refused) => Err(refused),
+        })
+    }
+
+    async fn publish_rows(
+        &mut self,
+        batch: Resource<BatchRep>,
+        topic: String,
+        fixed_qos: Option<u8>,
+        rows: Option<Vec<u32>>,
+    ) -> wasmtime::Result<Result<(), ConnectorError>> {
+        let envelope = self.envelope(&batch)?;
+        let checked: Result<Vec<Message>, ConnectorError> = (|| {
+            let topic = self.granted_topic(&topic)?;
+            let fixed_qos = fixed_qos.map(qos).transpose()?;
+            let now_ms = eddy_core::time::unix_now_ms();
+            let message = |row: &Row| {
+                let qos = match fixed_qos {
+                    Some(qos) => qos,
+                    // The hub stored it from a valid PUBLISH.
+                    None => QoS::from_u8(row.meta.qos).unwrap_or(QoS::AtMostOnce),
+                };
+                self.message(
+                    topic.clone(),
+                    Bytes::copy_from_slice(&row.payload),
+                    qos,
+                    now_ms,
+                )
             };
-            if !grants.allows_topic(&topic) {
-                return Ok(Err(ConnectorError::PermissionDenied(format!(
-                    "destination {} may not publish to {:?}",
-                    self.shared.name, m.topic
-                ))));
+            match rows {
+                None => Ok(envelope.rows.iter().map(message).collect()),
+                Some(indexes) => indexes
+                    .iter()
+                    .map(|&i| {
+                        envelope.rows.get(i as usize).map(message).ok_or_else(|| {
+                            ConnectorError::Invalid(format!(
+                                "row {i} is past the batch's {} rows",
+                                envelope.rows.len()
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<Message>, _>>(),
             }
-            let Some(qos) = QoS::from_u8(m.qos) else {
-                return Ok(Err(ConnectorError::Invalid(format!(
-                    "qos {} is not 0, 1 or 2",
-                    m.qos
-                ))));
-            };
-            out.push(Message {
-                topic,
-                payload: Bytes::from(m.payload),
-                qos,
-                retain: false,
-                publisher: self.shared.publisher_id.clone(),
-                received_at_ms: eddy_core::time::unix_now_ms(),
-                properties: None,
-            });
-        }
-        let Some(publisher) = self.shared.connectors.publisher.clone() else {
-            return Ok(Err(ConnectorError::Unavailable(
-                "this hub has no router attached".into(),
-            )));
-        };
-        let results = self
-            .timed(futures::future::join_all(
-                out.into_iter().map(|m| publisher.publish(m)),
-            ))
-            .await;
-        Ok(match results.into_iter().find_map(Result::err) {
-            Some(error) => Err(ConnectorError::Unavailable(error.to_string())),
-            None => Ok(()),
+        })();
+        Ok(match checked {
+            Ok(messages) => self.publish_all(messages).await,
+            Err(refused) => Err(refused),
         })
     }
 }
@@ -246,8 +310,100 @@ impl kafka::Host for HostState {
         }
         let producers = shared.connectors.kafka.clone();
         Ok(self
-            .timed(async move { crate::kafka::produce(&producers, &brokers, records).await })
+            .timed(async move {
+                let views = records.iter().map(|r| crate::kafka::RecordView {
+                    topic: &r.topic,
+                    key: r.key.as_deref(),
+                    value: &r.value,
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_slice()))
+                        .collect(),
+                });
+                crate::kafka::produce(&producers, &brokers, views).await
+            })
             .await)
+    }
+
+    async fn produce_packed(
+        &mut self,
+        records: kafka::PackedRecords,
+    ) -> wasmtime::Result<Result<(), ConnectorError>> {
+        let shared = self.shared.clone();
+        let grant = QueueGrant {
+            named: ("Kafka", "kafka-brokers"),
+            verb: "produce to",
+            cluster: &shared.grants.kafka_brokers,
+            topics: &shared.grants.kafka_topics,
+        };
+        let brokers = match grant.check(&shared.name, std::iter::once(&records.topic)) {
+            Ok(brokers) => brokers,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if records.values.ends.is_empty() {
+            return Ok(Ok(()));
+        }
+        let producers = shared.connectors.kafka.clone();
+        Ok(self
+            .timed(async move {
+                let columns = unpack_records(&records)?;
+                let (values, keys, header) = columns;
+                let views = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, value)| crate::kafka::RecordView {
+                        topic: &records.topic,
+                        key: keys.as_ref().map(|k| k[i]),
+                        value,
+                        headers: header
+                            .as_ref()
+                            .map(|(name, values)| (name.as_str(), values[i]))
+                            .into_iter()
+                            .collect(),
+                    });
+                crate::kafka::produce(&producers, &brokers, views).await
+            })
+            .await)
+    }
+}
+
+/// The columns of packed Kafka records: values, keys, header (name, values), each checked
+/// to have one item per value.
+type RecordColumns<'a> = (
+    Vec<&'a [u8]>,
+    Option<Vec<&'a [u8]>>,
+    Option<(&'a String, Vec<&'a [u8]>)>,
+);
+
+fn unpack_records(records: &kafka::PackedRecords) -> Result<RecordColumns<'_>, ConnectorError> {
+    let values = column("values", &records.values, None)?;
+    let count = Some(values.len());
+    let keys = match &records.keys {
+        Some(keys) => Some(column("keys", keys, count)?),
+        None => None,
+    };
+    let header = match &records.header {
+        Some(h) => Some((&h.name, column("header values", &h.values, count)?)),
+        None => None,
+    };
+    Ok((values, keys, header))
+}
+
+/// The items of `packed`, which must number `count` when given.
+fn column<'a>(
+    name: &str,
+    packed: &'a types::Packed,
+    count: Option<usize>,
+) -> Result<Vec<&'a [u8]>, ConnectorError> {
+    let items = crate::state::unpack(packed)
+        .map_err(|e| ConnectorError::Invalid(format!("{name}: {e}")))?;
+    match count {
+        Some(count) if count != items.len() => Err(ConnectorError::Invalid(format!(
+            "{name} has {} items for {count} values",
+            items.len()
+        ))),
+        _ => Ok(items),
     }
 }
 

@@ -171,7 +171,7 @@ fn map_error(error: types::DeliveryError) -> DeliveryError {
 
 #[async_trait::async_trait]
 impl eddy_core::destination::Destination for PluginDestination {
-    async fn deliver(&self, batch: &Envelope) -> Result<(), DeliveryError> {
+    async fn deliver(&self, batch: &Arc<Envelope>) -> Result<(), DeliveryError> {
         let mut slot = self.slot.lock().await;
         if slot.busy {
             // The last call was abandoned (its caller gave up): never reuse that instance.
@@ -207,7 +207,7 @@ impl eddy_core::destination::Destination for PluginDestination {
             .store
             .data_mut()
             .table
-            .push(BatchRep(Arc::new(batch.clone())))
+            .push(BatchRep(batch.clone()))
             .map_err(|e| DeliveryError::Retry(e.to_string()))?;
         let handle = rep.rep();
         live.store.data_mut().start_call();

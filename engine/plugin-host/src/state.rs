@@ -66,7 +66,7 @@ impl HostState {
         self.host_time = Duration::ZERO;
     }
 
-    fn envelope(&self, batch: &Resource<BatchRep>) -> wasmtime::Result<Arc<Envelope>> {
+    pub(crate) fn envelope(&self, batch: &Resource<BatchRep>) -> wasmtime::Result<Arc<Envelope>> {
         Ok(self.table.get(batch)?.0.clone())
     }
 }
@@ -132,6 +132,30 @@ impl types::HostBatch for HostState {
         Ok(envelope.rows.iter().map(meta).collect())
     }
 
+    async fn payloads(&mut self, batch: Resource<BatchRep>) -> wasmtime::Result<types::Packed> {
+        let envelope = self.envelope(&batch)?;
+        pack(envelope.rows.iter().map(|r| r.payload.as_slice()))
+    }
+
+    async fn meta_columns(
+        &mut self,
+        batch: Resource<BatchRep>,
+    ) -> wasmtime::Result<types::MetaColumns> {
+        let envelope = self.envelope(&batch)?;
+        let rows = &envelope.rows;
+        let text = |f: fn(&Row) -> &str| pack(rows.iter().map(|r| f(r).as_bytes()));
+        Ok(types::MetaColumns {
+            ids: text(|r| &r.id)?,
+            topics: text(|r| &r.meta.topic)?,
+            product_ids: text(|r| &r.meta.product_id)?,
+            device_names: text(|r| &r.meta.device_name)?,
+            qos: rows.iter().map(|r| r.meta.qos).collect(),
+            seqs: rows.iter().map(|r| r.meta.seq).collect(),
+            timestamps_ms: rows.iter().map(|r| r.meta.timestamp_ms).collect(),
+            json: rows.iter().map(|r| r.json).collect(),
+        })
+    }
+
     async fn arrow_ipc(&mut self, batch: Resource<BatchRep>) -> wasmtime::Result<Vec<u8>> {
         let envelope = self.envelope(&batch)?;
         arrow_ipc(&envelope)
@@ -141,6 +165,45 @@ impl types::HostBatch for HostState {
         self.table.delete(batch)?;
         Ok(())
     }
+}
+
+/// `items` packed into one buffer (`types.packed`). Fails past 4 GiB, which no guest could
+/// take anyway (its memory is 32-bit).
+fn pack<'a>(
+    items: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
+) -> wasmtime::Result<types::Packed> {
+    let total: usize = items.clone().map(<[u8]>::len).sum();
+    let too_big = || wasmtime::Error::msg("batch column over 4 GiB");
+    u32::try_from(total).map_err(|_| too_big())?;
+    let mut data = Vec::with_capacity(total);
+    let mut ends = Vec::with_capacity(items.len());
+    for item in items {
+        data.extend_from_slice(item);
+        // Cannot fail: data.len() <= total, checked above.
+        ends.push(u32::try_from(data.len()).map_err(|_| too_big())?);
+    }
+    Ok(types::Packed { data, ends })
+}
+
+/// The items of a `types.packed` a guest sent, or why it is malformed (ends that decrease
+/// or run past the data).
+pub(crate) fn unpack(packed: &types::Packed) -> Result<Vec<&[u8]>, String> {
+    let mut start = 0usize;
+    packed
+        .ends
+        .iter()
+        .map(|&end| {
+            let end = end as usize;
+            let item = packed.data.get(start..end).ok_or_else(|| {
+                format!(
+                    "packed item {start}..{end} outside its {} bytes",
+                    packed.data.len()
+                )
+            })?;
+            start = end;
+            Ok(item)
+        })
+        .collect()
 }
 
 /// The batch as an Arrow IPC stream (the columns `wit/plugin.wit` documents).
@@ -211,5 +274,26 @@ impl metrics::Host for HostState {
     async fn counter_add(&mut self, name: String, value: u64) -> wasmtime::Result<()> {
         self.shared.metrics.plugin_counter_add(&name, value);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pack, unpack};
+
+    #[test]
+    fn packed_items_round_trip_and_malformed_ends_are_refused() {
+        let items: [&[u8]; 4] = [b"a", b"", b"bcd", b"\xff\x00"];
+        let packed = pack(items.iter().copied()).expect("packed");
+        assert_eq!(packed.data, b"abcd\xff\x00");
+        assert_eq!(packed.ends, [1, 1, 4, 6]);
+        assert_eq!(unpack(&packed).expect("unpacked"), items);
+
+        let mut decreasing = packed.clone();
+        decreasing.ends = vec![4, 2];
+        assert!(unpack(&decreasing).is_err());
+        let mut past_the_data = packed;
+        past_the_data.ends.push(7);
+        assert!(unpack(&past_the_data).is_err());
     }
 }

@@ -6,7 +6,7 @@
 //! jco). A missing tool fails these tests: they are never skipped.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use eddy_core::destination::{DeliveryError, Destination, Envelope};
 use eddy_core::{QoS, TopicFilter};
@@ -17,14 +17,14 @@ mod common;
 use common::{host, row};
 
 /// Three JSON rows and one row that is not JSON (`json: false`, bytes as published).
-fn envelope() -> Envelope {
+fn envelope() -> Arc<Envelope> {
     let payloads: [(&[u8], bool); 4] = [
         (br#"{"k":"a","v":1}"#, true),
         (br#"{"k":"b","v":[1,2.5,"x"]}"#, true),
         (br#"{"nested":{"n":null,"t":true}}"#, true),
         (b"\x01\x02 not json", false),
     ];
-    Envelope {
+    Arc::new(Envelope {
         columns: vec!["k".into(), "v".into()],
         rows: payloads
             .iter()
@@ -33,7 +33,7 @@ fn envelope() -> Envelope {
                 row(format!("m{i}-0"), payload.to_vec(), *json, 0, i as u64 + 1)
             })
             .collect(),
-    }
+    })
 }
 
 /// `examples/plugins/build.sh <target>/example-plugins`, once per test binary.

@@ -7,12 +7,13 @@ use std::time::Duration;
 use eddy_core::destination::{DeliveryError, Destination, Envelope};
 use eddy_core::{QoS, TopicFilter};
 use eddy_plugin_host::{Grants, HostSettings, PluginHost};
+use serde_json::json;
 
 mod common;
 use common::{host, row};
 
-fn envelope(payloads: &[&str]) -> Envelope {
-    Envelope {
+fn envelope(payloads: &[&str]) -> Arc<Envelope> {
+    Arc::new(Envelope {
         columns: vec!["k".into(), "v".into()],
         rows: payloads
             .iter()
@@ -27,7 +28,7 @@ fn envelope(payloads: &[&str]) -> Envelope {
                 )
             })
             .collect(),
-    }
+    })
 }
 
 /// `plugins/hostile`, built with the built-ins by this crate's build script.
@@ -70,19 +71,30 @@ async fn republish_fills_topic_variables_keeps_qos_and_rejects_rows_it_cannot_ro
         )
         .await
         .expect("start");
-    let batch = envelope(&[r#"{"k":"a","v":1}"#, r#"{"v":2}"#, r#"{"k":7,"v":3}"#]);
+    let batch = envelope(&[
+        r#"{"k":"a","v":1}"#,
+        r#"{"v":2}"#,
+        r#"{"k":7,"v":3}"#,
+        r#"{"v":[1,{"k":"no"}],"k":1.5}"#,
+        r#"{"k":{"x":1}}"#,
+        r#"{"k":"x","k":true}"#,
+    ]);
     let outcome = destination.deliver(&batch).await;
     match outcome {
         Err(DeliveryError::Rejected(rows)) => {
-            assert_eq!(rows.len(), 1);
-            assert_eq!(rows[0].0, 1);
-            assert!(rows[0].1.contains("\"k\""), "{}", rows[0].1);
+            let indexes: Vec<usize> = rows.iter().map(|r| r.0).collect();
+            assert_eq!(indexes, [1, 4]);
+            assert!(rows.iter().all(|r| r.1.contains("\"k\"")), "{rows:?}");
         }
-        other => panic!("expected one rejected row, got {other:?}"),
+        other => panic!("expected two rejected rows, got {other:?}"),
     }
     let published = recorder.take();
     let topics: Vec<&str> = published.iter().map(|m| m.topic.as_str()).collect();
-    assert_eq!(topics, ["out/a/data", "out/7/data"]);
+    // Strings as they are, numbers and booleans as JSON text; the last of a repeated field.
+    assert_eq!(
+        topics,
+        ["out/a/data", "out/7/data", "out/1.5/data", "out/true/data"]
+    );
     assert!(
         published
             .iter()
@@ -98,7 +110,71 @@ async fn republish_fills_topic_variables_keeps_qos_and_rejects_rows_it_cannot_ro
     );
     assert!(recorder.take().is_empty());
     let counts = host.counts("rule/r/0").expect("metrics").counts();
-    assert_eq!((counts.calls, counts.rows, counts.traps), (2, 4, 0));
+    assert_eq!((counts.calls, counts.rows, counts.traps), (2, 7, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn republish_to_a_fixed_topic_hands_the_rows_over_unchanged() {
+    let (host, recorder) = host(HostSettings::default());
+    let rows = [r#"{"k":"a"}"#, r#"{"k":"b"}"#, r#"{"k":"c"}"#];
+    for (config, qos) in [
+        (json!({ "topic": "out/all" }), QoS::AtLeastOnce),
+        (json!({ "topic": "out/all", "qos": 0 }), QoS::AtMostOnce),
+    ] {
+        let plugin = host.load_builtin("republish").expect("builtin");
+        let destination = host
+            .destination(
+                plugin,
+                "rule/fixed/0",
+                "$rule/fixed",
+                config.to_string(),
+                Grants::for_republish("out/all").expect("grant"),
+            )
+            .await
+            .expect("start");
+        destination
+            .deliver(&envelope(&rows))
+            .await
+            .expect("delivered");
+        let published = recorder.take();
+        let payloads: Vec<&[u8]> = published.iter().map(|m| &m.payload[..]).collect();
+        let expected: Vec<&[u8]> = rows.iter().map(|r| r.as_bytes()).collect();
+        assert_eq!(payloads, expected, "{config}");
+        assert!(
+            published.iter().all(|m| m.topic.as_str() == "out/all"
+                && m.qos == qos
+                && m.publisher == "$rule/fixed"),
+            "{config}: {published:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_connector_calls_are_refused_as_invalid() {
+    let (host, recorder) = host(HostSettings::default());
+    let grants = Grants {
+        kafka_brokers: Some("127.0.0.1:9".into()),
+        kafka_topics: vec!["ok/out".into()],
+        ..ok_grants()
+    };
+    let destination = hostile(&host, "bad-calls", "bad-calls", grants).await;
+    let outcome = destination.deliver(&envelope(&["{}", "{}"])).await;
+    let Err(DeliveryError::Permanent(why)) = outcome else {
+        panic!("expected the plugin's report, got {outcome:?}");
+    };
+    let answers: Vec<&str> = why.split(" / ").collect();
+    assert_eq!(answers.len(), 4, "{why}");
+    for (answer, says) in
+        answers
+            .iter()
+            .zip(["past the batch", "qos 3", "outside", "1 items for 2"])
+    {
+        assert!(answer.contains("Invalid") && answer.contains(says), "{why}");
+    }
+    assert!(
+        recorder.take().is_empty(),
+        "nothing published by refused calls"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,8 +203,19 @@ async fn a_call_outside_the_grants_fails_with_a_permission_error_the_plugin_sees
     let outcome = destination.deliver(&envelope(&["{}"])).await;
     match outcome {
         Err(DeliveryError::Permanent(why)) => {
+            // publish, publish-rows and produce-packed: each refused by its grant.
+            let answers: Vec<&str> = why.split(" / ").collect();
+            assert_eq!(answers.len(), 3, "{why}");
             assert!(
-                why.contains("PermissionDenied") && why.contains("not/granted"),
+                answers[0].contains("PermissionDenied") && answers[0].contains("not/granted"),
+                "{why}"
+            );
+            assert!(
+                answers[1].contains("PermissionDenied") && answers[1].contains("not/granted/rows"),
+                "{why}"
+            );
+            assert!(
+                answers[2].contains("PermissionDenied") && answers[2].contains("Kafka"),
                 "{why}"
             );
         }

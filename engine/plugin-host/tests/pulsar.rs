@@ -146,8 +146,8 @@ async fn serve(mut frames: Framed<tokio::net::TcpStream, Codec>, url: String, se
     }
 }
 
-fn envelope(n: usize) -> Envelope {
-    Envelope {
+fn envelope(n: usize) -> Arc<Envelope> {
+    Arc::new(Envelope {
         columns: vec!["temp".into()],
         rows: (0..n)
             .map(|i| {
@@ -155,7 +155,7 @@ fn envelope(n: usize) -> Envelope {
                 row(format!("boot-{i}"), payload, true, 1, i as u64)
             })
             .collect(),
-    }
+    })
 }
 
 fn grants(url: &str) -> Grants {

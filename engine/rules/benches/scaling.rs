@@ -28,7 +28,7 @@ struct Counting(AtomicU64);
 
 #[async_trait::async_trait]
 impl Destination for Counting {
-    async fn deliver(&self, batch: &Envelope) -> Result<(), DeliveryError> {
+    async fn deliver(&self, batch: &Arc<Envelope>) -> Result<(), DeliveryError> {
         self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
     }

@@ -22,7 +22,7 @@ struct Recorder(String, mpsc::UnboundedSender<(String, Row)>);
 
 #[async_trait::async_trait]
 impl Destination for Recorder {
-    async fn deliver(&self, batch: &Envelope) -> Result<(), DeliveryError> {
+    async fn deliver(&self, batch: &Arc<Envelope>) -> Result<(), DeliveryError> {
         for row in &batch.rows {
             self.1
                 .send((self.0.clone(), row.clone()))

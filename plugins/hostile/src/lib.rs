@@ -1,10 +1,12 @@
 //! A deliberately hostile destination for the plugin host's containment tests; never
 //! embedded in `eddy`. Its configuration picks the misbehaviour:
 //! `{"mode":"spin"}` loops forever, `"memory"` allocates until the memory limit,
-//! `"panic"` panics, `"grant"` publishes to a topic it was not granted and reports what the
-//! host answered, `"ok"` publishes every row to `{"topic":…}` (a well-behaved control).
+//! `"panic"` panics, `"grant"` publishes (and produces to Kafka) where it was not granted
+//! and reports what the host answered, `"bad-calls"` makes malformed connector calls and
+//! reports the answers, `"ok"` publishes every row to `{"topic":…}` (a well-behaved
+//! control).
 
-use eddy_plugin_sdk::{Batch, DeliveryError, Destination, metrics, mqtt};
+use eddy_plugin_sdk::{Batch, DeliveryError, Destination, Packed, kafka, metrics, mqtt};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -48,9 +50,45 @@ impl Destination for Hostile {
                     payload: b"x".to_vec(),
                     qos: 0,
                 }]);
+                let rows_denied = mqtt::publish_rows(batch, "not/granted/rows", None, None);
+                let kafka_denied = kafka::produce_packed(&kafka::PackedRecords {
+                    topic: "not-granted".into(),
+                    values: Packed::with_capacity(0, 0),
+                    keys: None,
+                    header: None,
+                });
                 metrics::counter_add("grant_checks", 1);
                 Err(DeliveryError::Permanent(format!(
-                    "the host said: {denied:?}"
+                    "the host said: {denied:?} / {rows_denied:?} / {kafka_denied:?}"
+                )))
+            }
+            "bad-calls" => {
+                // Calls the host must refuse as invalid, whatever the grants.
+                let past_end =
+                    mqtt::publish_rows(batch, &self.config.topic, None, Some(&[batch.len()]));
+                let bad_qos = mqtt::publish_rows(batch, &self.config.topic, Some(3), None);
+                let mut values = Packed::with_capacity(2, 4);
+                values.push(b"ab");
+                values.ends.push(99);
+                let ends_past_data = kafka::produce_packed(&kafka::PackedRecords {
+                    topic: self.config.topic.clone(),
+                    values,
+                    keys: None,
+                    header: None,
+                });
+                let mut values = Packed::with_capacity(2, 4);
+                values.push(b"a");
+                values.push(b"b");
+                let mut keys = Packed::with_capacity(1, 1);
+                keys.push(b"k");
+                let short_keys = kafka::produce_packed(&kafka::PackedRecords {
+                    topic: self.config.topic.clone(),
+                    values,
+                    keys: Some(keys),
+                    header: None,
+                });
+                Err(DeliveryError::Permanent(format!(
+                    "{past_end:?} / {bad_qos:?} / {ends_past_data:?} / {short_keys:?}"
                 )))
             }
             _ => {

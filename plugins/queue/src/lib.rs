@@ -20,7 +20,9 @@
 //! returns; an unreachable broker makes the host retry the batch.
 
 use base64::Engine as _;
-use eddy_plugin_sdk::{Batch, DeliveryError, Destination, RowMeta, kafka, pulsar};
+use std::io::Write as _;
+
+use eddy_plugin_sdk::{Batch, DeliveryError, Destination, Packed, kafka, pulsar};
 use serde::Deserialize;
 use time::{OffsetDateTime, UtcOffset, format_description::FormatItem, macros::format_description};
 
@@ -67,42 +69,59 @@ struct Queue {
 }
 
 impl Queue {
-    /// One row's record value. The CKafka JSON is written directly (no `Value` tree): this
-    /// runs once per row.
-    fn value(&self, payload: Vec<u8>, meta: &RowMeta, time: &mut (u64, String)) -> Vec<u8> {
+    /// Writes one row's record value at the end of `out`. The CKafka JSON is written
+    /// directly (no `Value` tree): this runs once per row.
+    fn write_value(
+        &self,
+        out: &mut Vec<u8>,
+        payload: &[u8],
+        row: &RowFields<'_>,
+        time: &mut (u64, String),
+    ) {
         match self.format {
-            Format::Raw => payload,
+            Format::Raw => out.extend_from_slice(payload),
             Format::Ckafka => {
-                let seconds = meta.timestamp_ms / 1000;
+                let seconds = row.timestamp_ms / 1000;
                 if time.0 != seconds || time.1.is_empty() {
                     *time = (seconds, self.time(seconds));
                 }
-                let mut out = Vec::with_capacity(payload.len() * 4 / 3 + 160);
-                let text = |out: &mut Vec<u8>, s: &str| {
-                    // Writing a &str into a Vec cannot fail.
-                    let _ = serde_json::to_writer(&mut *out, s);
+                let text = |out: &mut Vec<u8>, s: &[u8]| {
+                    if s.iter()
+                        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x80)
+                    {
+                        // Nothing to escape (topics and names almost always).
+                        out.push(b'"');
+                        out.extend_from_slice(s);
+                        out.push(b'"');
+                    } else {
+                        // Writing a &str into a Vec cannot fail; the hub's metadata is UTF-8.
+                        let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(s));
+                    }
                 };
                 out.extend_from_slice(br#"{"MsgType":"Publish","Topic":"#);
-                text(&mut out, &meta.topic);
-                out.extend_from_slice(
-                    format!(
-                        r#","Seq":{},"PayloadLen":{},"Payload":""#,
-                        meta.seq,
-                        payload.len()
-                    )
-                    .as_bytes(),
+                text(out, row.topic);
+                let _ = write!(
+                    out,
+                    r#","Seq":{},"PayloadLen":{},"Payload":""#,
+                    row.seq,
+                    payload.len()
                 );
-                let mut encoded = String::with_capacity(payload.len() * 4 / 3 + 4);
-                base64::engine::general_purpose::STANDARD.encode_string(&payload, &mut encoded);
-                out.extend_from_slice(encoded.as_bytes());
+                let start = out.len();
+                out.resize(
+                    start + base64::encoded_len(payload.len(), true).unwrap_or(0),
+                    0,
+                );
+                let written = base64::engine::general_purpose::STANDARD
+                    .encode_slice(payload, &mut out[start..])
+                    .unwrap_or(0);
+                out.truncate(start + written);
                 out.extend_from_slice(br#"","ProductId":"#);
-                text(&mut out, &meta.product_id);
+                text(out, row.product_id);
                 out.extend_from_slice(br#","DeviceName":"#);
-                text(&mut out, &meta.device_name);
+                text(out, row.device_name);
                 out.extend_from_slice(br#","Time":"#);
-                text(&mut out, &time.1);
+                text(out, time.1.as_bytes());
                 out.push(b'}');
-                out
             }
         }
     }
@@ -136,34 +155,69 @@ impl Destination for Queue {
     }
 
     fn deliver(&mut self, batch: &Batch) -> Result<(), DeliveryError> {
-        let rows = batch.rows().into_iter().zip(batch.metas());
+        let payloads = batch.payloads();
+        let meta = batch.meta_columns();
+        let rows = payloads.len();
         // Rows of one batch mostly share their second: its text is made once.
         let mut time = (0, String::new());
+        let mut values = Packed::with_capacity(rows, payloads.data.len() * 4 / 3 + rows * 160);
+        let mut keys = Packed::with_capacity(
+            rows,
+            meta.product_ids.data.len() + meta.device_names.data.len() + rows,
+        );
+        for (i, payload) in payloads.iter().enumerate() {
+            let row = RowFields {
+                topic: meta.topics.get(i).unwrap_or_default(),
+                product_id: meta.product_ids.get(i).unwrap_or_default(),
+                device_name: meta.device_names.get(i).unwrap_or_default(),
+                seq: meta.seqs.get(i).copied().unwrap_or_default(),
+                timestamp_ms: meta.timestamps_ms.get(i).copied().unwrap_or_default(),
+            };
+            self.write_value(&mut values.data, payload, &row, &mut time);
+            values.end_item();
+            keys.data.extend_from_slice(row.product_id);
+            keys.data.push(b'/');
+            keys.data.extend_from_slice(row.device_name);
+            keys.end_item();
+        }
         match self.broker {
-            Broker::Kafka => {
-                let records: Vec<kafka::KafkaRecord> = rows
-                    .map(|(payload, meta)| kafka::KafkaRecord {
-                        topic: self.topic.clone(),
-                        key: Some(format!("{}/{}", meta.product_id, meta.device_name).into()),
-                        value: self.value(payload, &meta, &mut time),
-                        headers: vec![("eddy-message-id".into(), meta.id.into_bytes())],
-                    })
-                    .collect();
-                kafka::produce(&records).map_err(DeliveryError::from)
-            }
+            Broker::Kafka => kafka::produce_packed(&kafka::PackedRecords {
+                topic: self.topic.clone(),
+                values,
+                keys: Some(keys),
+                // The row ids, as the host packed them: the de-duplication header.
+                header: Some(kafka::PackedHeader {
+                    name: "eddy-message-id".into(),
+                    values: meta.ids,
+                }),
+            })
+            .map_err(DeliveryError::from),
             Broker::Pulsar => {
-                let messages: Vec<pulsar::Message> = rows
-                    .map(|(payload, meta)| pulsar::Message {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                let messages: Vec<pulsar::Message> = (0..rows)
+                    .map(|i| pulsar::Message {
                         topic: self.topic.clone(),
-                        key: Some(format!("{}/{}", meta.product_id, meta.device_name)),
-                        payload: self.value(payload, &meta, &mut time),
-                        properties: vec![("eddy-message-id".into(), meta.id.clone())],
+                        key: Some(text(keys.get(i).unwrap_or_default())),
+                        payload: values.get(i).unwrap_or_default().to_vec(),
+                        properties: vec![(
+                            "eddy-message-id".into(),
+                            text(meta.ids.get(i).unwrap_or_default()),
+                        )],
                     })
                     .collect();
                 pulsar::send(&messages).map_err(DeliveryError::from)
             }
         }
     }
+}
+
+/// The metadata of one row a record is made from.
+struct RowFields<'a> {
+    topic: &'a [u8],
+    product_id: &'a [u8],
+    device_name: &'a [u8],
+    seq: u64,
+    timestamp_ms: u64,
 }
 
 eddy_plugin_sdk::export_destination!(Queue);

@@ -174,7 +174,7 @@ impl Scripted {
 
 #[async_trait::async_trait]
 impl Destination for Scripted {
-    async fn deliver(&self, batch: &Envelope) -> Result<(), DeliveryError> {
+    async fn deliver(&self, batch: &Arc<Envelope>) -> Result<(), DeliveryError> {
         let _ = self.attempts.send(Attempt {
             ids: ids(batch),
             at: Instant::now(),

@@ -397,9 +397,10 @@ fn parse_one(i: usize, item: &Value) -> Result<Action, ActionError> {
 /// The message payload of each output row, as an action that forwards messages sends it,
 /// and whether they are JSON objects.
 ///
-/// A row is its JSON object — except for a rule that selects only `*` over a payload that
-/// is not a JSON object (binary, or a bare JSON value): that payload passes through
-/// byte for byte (and the flag is false).
+/// A row is its JSON object. A rule that selects only `*` passes the payloads through
+/// byte for byte when every one is a JSON object (the row is the object as the device
+/// wrote it: no parse and re-serialise per row), or when none is (binary, or bare JSON
+/// values: then the flag is false); a batch mixing both renders its rows as JSON objects.
 pub fn row_payloads(output: &RecordBatch) -> (Vec<Bytes>, bool) {
     let schema = output.schema();
     let only_star = schema.fields().len() == 1
@@ -412,18 +413,15 @@ pub fn row_payloads(output: &RecordBatch) -> (Vec<Bytes>, bool) {
         && schema.field(0).data_type() == &DataType::Binary;
     if only_star {
         let payloads = output.column(0).as_binary::<i32>();
-        let passthrough = (0..payloads.len()).all(|i| {
-            payloads.is_valid(i)
-                && !matches!(
-                    serde_json::from_slice::<Value>(payloads.value(i)),
-                    Ok(Value::Object(_))
-                )
-        });
-        if passthrough {
+        let objects: Vec<bool> = (0..payloads.len())
+            .map(|i| is_json_object(payloads.value(i)))
+            .collect();
+        let all = objects.iter().all(|&o| o);
+        if payloads.null_count() == 0 && (all || objects.iter().all(|&o| !o)) {
             let raw = (0..payloads.len())
                 .map(|i| Bytes::copy_from_slice(payloads.value(i)))
                 .collect();
-            return (raw, false);
+            return (raw, all);
         }
     }
     let rows = rows_as_json(output)
@@ -433,9 +431,51 @@ pub fn row_payloads(output: &RecordBatch) -> (Vec<Bytes>, bool) {
     (rows, true)
 }
 
+/// Whether `bytes` is one well-formed JSON object (checked without building it).
+fn is_json_object(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The output of `SELECT *` over these payloads.
+    fn star(payloads: &[&[u8]]) -> RecordBatch {
+        use std::sync::Arc;
+        let field = arrow::datatypes::Field::new("*", DataType::Binary, true)
+            .with_metadata([(JSON_KIND_KEY.to_owned(), JSON_KIND_PAYLOAD.to_owned())].into());
+        let column = arrow::array::BinaryArray::from_iter_values(payloads.iter().copied());
+        RecordBatch::try_new(
+            Arc::new(arrow::datatypes::Schema::new(vec![field])),
+            vec![Arc::new(column)],
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn select_star_passes_objects_and_non_objects_through_and_renders_a_mix() {
+        // Objects: as the device wrote them (key order, spacing), flagged JSON.
+        let objects: [&[u8]; 2] = [br#"{"b":1, "a":{"c":[1]}}"#, b" {}"];
+        let (rows, json) = row_payloads(&star(&objects));
+        assert!(json);
+        assert_eq!(rows, objects.map(Bytes::from_static));
+        // None an object (binary, a bare value, broken JSON): raw bytes, not JSON.
+        let others: [&[u8]; 3] = [b"\x01\x02", b"[1,2]", br#"{"a":"#];
+        let (rows, json) = row_payloads(&star(&others));
+        assert!(!json);
+        assert_eq!(rows, others.map(Bytes::from_static));
+        // A mix: every row rendered as a JSON object.
+        let (rows, json) = row_payloads(&star(&[br#"{"b":1,"a":2}"#, b"7"]));
+        assert!(json);
+        let rendered: Vec<Value> = rows
+            .iter()
+            .map(|r| serde_json::from_slice(r).expect("JSON"))
+            .collect();
+        assert_eq!(rendered[0], serde_json::json!({"a": 2, "b": 1}));
+        assert!(rendered[1].is_object(), "{:?}", rendered[1]);
+    }
 
     #[test]
     fn republish_parses_and_keeps_the_source_qos_by_default() {

@@ -326,7 +326,8 @@ fn envelope(
         .zip(payloads)
         .map(|(&i, payload)| Row {
             id: format!("{boot:016x}-{}", seq.value(i)),
-            payload: payload.to_vec(),
+            // No copy: the Bytes were made from a Vec and are not shared.
+            payload: Vec::from(payload),
             json,
             meta: RowMeta {
                 topic: topic.value(i).to_owned(),
