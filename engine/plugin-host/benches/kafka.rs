@@ -8,25 +8,17 @@
 //! `export $(scripts/start-kafka.sh) && cargo bench -p eddy-plugin-host --bench kafka`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use eddy_plugin_host::{Connectors, HostSettings, PluginHost};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 mod common;
-use common::{envelope, kafka_destination};
+use common::{envelope, kafka_bench, kafka_destination};
 
 fn bench(c: &mut Criterion) {
-    let Ok(brokers) = std::env::var("EDDY_TEST_KAFKA") else {
-        eprintln!("kafka bench skipped: set EDDY_TEST_KAFKA (scripts/start-kafka.sh prints it)");
+    let Some((runtime, brokers, host)) = kafka_bench("kafka") else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
     let topic = format!("eddy-bench-{}", std::process::id());
-    let host = PluginHost::new(HostSettings::default(), Connectors::new(None)).expect("host");
     let wasm = runtime.block_on(kafka_destination(&host, &brokers, &topic));
     let native: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)

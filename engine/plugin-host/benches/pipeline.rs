@@ -20,13 +20,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use eddy_core::destination::{DeliveryError, Destination, Envelope};
 use eddy_core::{Message, MessageTap, QoS, Topic};
 use eddy_delivery::{Delivery, DeliverySettings, QueueId};
-use eddy_plugin_host::{Connectors, HostSettings, PluginHost};
 use eddy_rules::{
     Action, DestinationFactory, DestinationFuture, EngineSettings, RuleDefinition, RuleEngine,
 };
 
 mod common;
-use common::kafka_destination;
+use common::{kafka_bench, kafka_destination};
 
 /// The Kafka destination, counting the rows it delivered.
 #[derive(Debug)]
@@ -75,17 +74,10 @@ fn messages(n: usize) -> Vec<Arc<Message>> {
 }
 
 fn bench(c: &mut Criterion) {
-    let Ok(brokers) = std::env::var("EDDY_TEST_KAFKA") else {
-        eprintln!("pipeline bench skipped: set EDDY_TEST_KAFKA (scripts/start-kafka.sh prints it)");
+    let Some((runtime, brokers, host)) = kafka_bench("pipeline") else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
     let topic = format!("eddy-pipeline-{}", std::process::id());
-    let host = PluginHost::new(HostSettings::default(), Connectors::new(None)).expect("host");
     let counted = Arc::new(Counted {
         kafka: runtime.block_on(kafka_destination(&host, &brokers, &topic)),
         rows: AtomicU64::new(0),

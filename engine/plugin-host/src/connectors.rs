@@ -19,6 +19,7 @@ use eddy_core::destination::Row;
 use eddy_core::{Message, Publish, QoS, Topic};
 use wasmtime::component::Resource;
 
+use crate::Grants;
 use crate::bindings::eddy::plugin::types::{self, ConnectorError};
 use crate::bindings::eddy::plugin::{http, kafka, mqtt, pulsar, sql};
 use crate::state::{BatchRep, HostState};
@@ -266,7 +267,16 @@ struct QueueGrant<'a> {
     topics: &'a [String],
 }
 
-impl QueueGrant<'_> {
+impl<'a> QueueGrant<'a> {
+    fn kafka(grants: &'a Grants) -> Self {
+        Self {
+            named: ("Kafka", "kafka-brokers"),
+            verb: "produce to",
+            cluster: &grants.kafka_brokers,
+            topics: &grants.kafka_topics,
+        }
+    }
+
     /// The granted cluster, when it is granted and so is every topic of the call.
     fn check<'t>(
         &self,
@@ -295,12 +305,7 @@ impl kafka::Host for HostState {
         records: Vec<kafka::KafkaRecord>,
     ) -> wasmtime::Result<Result<(), ConnectorError>> {
         let shared = self.shared.clone();
-        let grant = QueueGrant {
-            named: ("Kafka", "kafka-brokers"),
-            verb: "produce to",
-            cluster: &shared.grants.kafka_brokers,
-            topics: &shared.grants.kafka_topics,
-        };
+        let grant = QueueGrant::kafka(&shared.grants);
         let brokers = match grant.check(&shared.name, records.iter().map(|r| &r.topic)) {
             Ok(brokers) => brokers,
             Err(refused) => return Ok(Err(refused)),
@@ -331,12 +336,7 @@ impl kafka::Host for HostState {
         records: kafka::PackedRecords,
     ) -> wasmtime::Result<Result<(), ConnectorError>> {
         let shared = self.shared.clone();
-        let grant = QueueGrant {
-            named: ("Kafka", "kafka-brokers"),
-            verb: "produce to",
-            cluster: &shared.grants.kafka_brokers,
-            topics: &shared.grants.kafka_topics,
-        };
+        let grant = QueueGrant::kafka(&shared.grants);
         let brokers = match grant.check(&shared.name, std::iter::once(&records.topic)) {
             Ok(brokers) => brokers,
             Err(refused) => return Ok(Err(refused)),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_core::destination::{Destination, Envelope, Row, RowMeta};
-use eddy_plugin_host::{Grants, PluginHost};
+use eddy_plugin_host::{Connectors, Grants, HostSettings, PluginHost};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -70,4 +70,22 @@ pub async fn kafka_destination(
     host.destination(plugin, "bench-kafka", "$rule/bench", config, grants)
         .await
         .expect("destination")
+}
+
+/// What a bench against the broker needs: its address (`EDDY_TEST_KAFKA`, which
+/// `scripts/start-kafka.sh` prints), a two-thread runtime and a plugin host. None, after
+/// saying so, without the variable: the bench then measures nothing.
+#[allow(dead_code)]
+pub fn kafka_bench(name: &str) -> Option<(tokio::runtime::Runtime, String, Arc<PluginHost>)> {
+    let Ok(brokers) = std::env::var("EDDY_TEST_KAFKA") else {
+        eprintln!("{name} bench skipped: set EDDY_TEST_KAFKA (scripts/start-kafka.sh prints it)");
+        return None;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let host = PluginHost::new(HostSettings::default(), Connectors::new(None)).expect("host");
+    Some((runtime, brokers, host))
 }

@@ -431,9 +431,11 @@ pub fn row_payloads(output: &RecordBatch) -> (Vec<Bytes>, bool) {
     (rows, true)
 }
 
-/// Whether `bytes` is one well-formed JSON object (checked without building it).
+/// Whether `bytes` is one well-formed JSON object in UTF-8 (checked without building it;
+/// skipping a string does not check its UTF-8, so the whole text is checked first).
 fn is_json_object(bytes: &[u8]) -> bool {
     bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && std::str::from_utf8(bytes).is_ok()
         && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
@@ -462,7 +464,7 @@ mod tests {
         assert!(json);
         assert_eq!(rows, objects.map(Bytes::from_static));
         // None an object (binary, a bare value, broken JSON): raw bytes, not JSON.
-        let others: [&[u8]; 3] = [b"\x01\x02", b"[1,2]", br#"{"a":"#];
+        let others: [&[u8]; 4] = [b"\x01\x02", b"[1,2]", br#"{"a":"#, b"{\"a\":\"\xff\"}"];
         let (rows, json) = row_payloads(&star(&others));
         assert!(!json);
         assert_eq!(rows, others.map(Bytes::from_static));
