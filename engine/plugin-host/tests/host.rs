@@ -150,6 +150,30 @@ async fn republish_to_a_fixed_topic_hands_the_rows_over_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_variable_used_twice_is_filled_twice() {
+    let (host, recorder) = host(HostSettings::default());
+    let plugin = host.load_builtin("republish").expect("builtin");
+    let template = "out/${k}/${k}";
+    let destination = host
+        .destination(
+            plugin,
+            "rule/twice/0",
+            "$rule/twice",
+            json!({ "topic": template }).to_string(),
+            Grants::for_republish(template).expect("grant"),
+        )
+        .await
+        .expect("start");
+    destination
+        .deliver(&envelope(&[r#"{"k":"a"}"#]))
+        .await
+        .expect("delivered");
+    let published = recorder.take();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].topic.as_str(), "out/a/a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_connector_calls_are_refused_as_invalid() {
     let (host, recorder) = host(HostSettings::default());
     let grants = Grants {

@@ -85,14 +85,7 @@ impl Republish {
         if !json {
             return Err("the topic has variables but the row is not a JSON object".into());
         }
-        let names: Vec<&str> = self
-            .parts
-            .iter()
-            .skip(1)
-            .step_by(2)
-            .map(String::as_str)
-            .collect();
-        let values = fields(payload, &names).map_err(|e| format!("row is not JSON: {e}"))?;
+        let values = fields(payload, &self.parts).map_err(|e| format!("row is not JSON: {e}"))?;
         let mut out = String::new();
         for (i, part) in self.parts.iter().enumerate() {
             if i % 2 == 0 {
@@ -108,19 +101,20 @@ impl Republish {
     }
 }
 
-/// The values of the fields `names` of a JSON object text, read in one pass without
+/// The values of the template's fields (the odd `parts`: `[literal, name, literal, …]`) in
+/// a JSON object text, read in one pass without
 /// building the object: a string as is, a number or boolean as its JSON text, none for a
 /// field that is missing or of another type (the last occurrence of a repeated field
 /// counts, as in a parsed object).
-fn fields(payload: &[u8], names: &[&str]) -> Result<Vec<Option<String>>, serde_json::Error> {
+fn fields(payload: &[u8], parts: &[String]) -> Result<Vec<Option<String>>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let found = serde::Deserializer::deserialize_map(&mut de, Picker(names))?;
+    let found = serde::Deserializer::deserialize_map(&mut de, Picker(parts))?;
     de.end()?;
     Ok(found)
 }
 
 /// Visits an object, keeping only the wanted fields' values.
-struct Picker<'n>(&'n [&'n str]);
+struct Picker<'n>(&'n [String]);
 
 impl<'de> Visitor<'de> for Picker<'_> {
     type Value = Vec<Option<String>>;
@@ -130,10 +124,19 @@ impl<'de> Visitor<'de> for Picker<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = vec![None; self.0.len()];
+        let mut found = vec![None; self.0.len() / 2];
         while let Some(wanted) = map.next_key_seed(Key(self.0))? {
             match wanted {
-                Some(i) => found[i] = map.next_value::<Scalar>()?.0,
+                Some(i) => {
+                    // A name the template uses twice fills both places.
+                    let value = map.next_value::<Scalar>()?.0;
+                    let name = &self.0[2 * i + 1];
+                    for (j, other) in self.0.iter().skip(1).step_by(2).enumerate() {
+                        if other == name {
+                            found[j].clone_from(&value);
+                        }
+                    }
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -144,7 +147,7 @@ impl<'de> Visitor<'de> for Picker<'_> {
 }
 
 /// A key: its index among the wanted names, if wanted (compared without allocating).
-struct Key<'n>(&'n [&'n str]);
+struct Key<'n>(&'n [String]);
 
 impl<'de> DeserializeSeed<'de> for Key<'_> {
     type Value = Option<usize>;
@@ -162,7 +165,12 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().position(|name| *name == key))
+        Ok(self
+            .0
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .position(|name| name == key))
     }
 }
 
